@@ -1,0 +1,199 @@
+//! Public-gate credentials.
+//!
+//! A machine proves itself with a static token, sent as
+//! `Proxy-Authorization: Bearer <token>` (which leaves `Authorization` free
+//! for the app's own key) or `Authorization: Bearer <token>`. postern stores
+//! only each token's SHA-256.
+
+use std::sync::Arc;
+
+use http::HeaderMap;
+use http::header::{AUTHORIZATION, HeaderName, PROXY_AUTHORIZATION};
+use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
+
+use crate::config::Machine;
+
+/// The machine tokens of a config.
+#[derive(Debug, Default)]
+pub struct MachineTokens {
+    machines: Vec<(Arc<str>, [u8; 32])>,
+}
+
+/// An authenticated caller.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Identity {
+    pub name: Arc<str>,
+    /// How the identity was proven, for the access log.
+    pub method: &'static str,
+}
+
+/// Why a request is not authenticated.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AuthError {
+    /// No gateway credential was sent.
+    Missing,
+    /// A credential was sent and is not valid.
+    Invalid,
+}
+
+// === impl MachineTokens ===
+
+impl MachineTokens {
+    pub fn new(machines: &[Machine]) -> Self {
+        MachineTokens {
+            machines: machines
+                .iter()
+                .map(|m| (Arc::from(m.name.as_str()), m.token_sha256))
+                .collect(),
+        }
+    }
+
+    /// Finds the machine whose token is `token`. Every configured hash is
+    /// compared in constant time, so the time taken does not depend on
+    /// which machine matched or how much of a hash did.
+    pub fn verify(&self, token: &str) -> Option<Arc<str>> {
+        let digest: [u8; 32] = Sha256::digest(token.as_bytes()).into();
+        let mut found = None;
+        for (name, hash) in &self.machines {
+            if bool::from(hash.ct_eq(&digest)) {
+                found = Some(name.clone());
+            }
+        }
+        found
+    }
+}
+
+impl AuthError {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AuthError::Missing => "credential_missing",
+            AuthError::Invalid => "credential_invalid",
+        }
+    }
+}
+
+/// Authenticates a request by its headers and removes the header that
+/// carried the gateway credential. Any other `Authorization` stays as sent.
+pub fn authenticate(
+    headers: &mut HeaderMap,
+    tokens: &MachineTokens,
+) -> Result<Identity, AuthError> {
+    let identity = |name| Identity {
+        name,
+        method: "machine_token",
+    };
+
+    if headers.contains_key(PROXY_AUTHORIZATION) {
+        let name = bearer(headers, &PROXY_AUTHORIZATION)
+            .and_then(|t| tokens.verify(t))
+            .ok_or(AuthError::Invalid)?;
+        headers.remove(PROXY_AUTHORIZATION);
+        return Ok(identity(name));
+    }
+
+    let Some(token) = bearer(headers, &AUTHORIZATION) else {
+        return Err(AuthError::Missing);
+    };
+    let name = tokens.verify(token).ok_or(AuthError::Invalid)?;
+    headers.remove(AUTHORIZATION);
+    Ok(identity(name))
+}
+
+/// The token of a single `Bearer` header, if that is what it holds.
+fn bearer<'a>(headers: &'a HeaderMap, name: &HeaderName) -> Option<&'a str> {
+    let mut values = headers.get_all(name).iter();
+    let value = values.next()?;
+    if values.next().is_some() {
+        return None;
+    }
+    let value = value.to_str().ok()?;
+    let (scheme, token) = value.split_once(' ')?;
+    let token = token.trim_matches(' ');
+    (scheme.eq_ignore_ascii_case("bearer") && !token.is_empty() && !token.contains(' '))
+        .then_some(token)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const TOKEN: &str = "pst_example_build_bot_token_0001";
+
+    fn tokens() -> MachineTokens {
+        let mut hash = [0u8; 32];
+        hex::decode_to_slice(
+            "ef713a9461487506d9f18c43e4e5968697a8c95e2db69a36d67fb8660dab6a5f",
+            &mut hash,
+        )
+        .unwrap();
+        MachineTokens::new(&[Machine {
+            name: "build-bot".into(),
+            token_sha256: hash,
+        }])
+    }
+
+    fn headers(pairs: &[(HeaderName, &str)]) -> HeaderMap {
+        let mut map = HeaderMap::new();
+        for (name, value) in pairs {
+            map.append(name.clone(), value.parse().unwrap());
+        }
+        map
+    }
+
+    #[test]
+    fn proxy_authorization_keeps_app_key() {
+        let mut h = headers(&[
+            (PROXY_AUTHORIZATION, &format!("Bearer {TOKEN}")),
+            (AUTHORIZATION, "Bearer sk-app-key"),
+        ]);
+        let id = authenticate(&mut h, &tokens()).unwrap();
+        assert_eq!(&*id.name, "build-bot");
+        assert!(!h.contains_key(PROXY_AUTHORIZATION));
+        assert_eq!(h[AUTHORIZATION], "Bearer sk-app-key");
+    }
+
+    #[test]
+    fn authorization_bearer_is_removed() {
+        let mut h = headers(&[(AUTHORIZATION, &format!("bearer {TOKEN}"))]);
+        authenticate(&mut h, &tokens()).unwrap();
+        assert!(!h.contains_key(AUTHORIZATION));
+    }
+
+    #[test]
+    fn missing_and_invalid() {
+        let cases = [
+            (headers(&[]), AuthError::Missing),
+            (
+                headers(&[(AUTHORIZATION, "Basic dXNlcjpwYXNz")]),
+                AuthError::Missing,
+            ),
+            (
+                headers(&[(AUTHORIZATION, "Bearer sk-app-key")]),
+                AuthError::Invalid,
+            ),
+            (
+                headers(&[(PROXY_AUTHORIZATION, "Bearer wrong")]),
+                AuthError::Invalid,
+            ),
+            (headers(&[(PROXY_AUTHORIZATION, TOKEN)]), AuthError::Invalid),
+            (
+                headers(&[
+                    (PROXY_AUTHORIZATION, &format!("Bearer {TOKEN}")),
+                    (PROXY_AUTHORIZATION, &format!("Bearer {TOKEN}")),
+                ]),
+                AuthError::Invalid,
+            ),
+            (
+                headers(&[
+                    (PROXY_AUTHORIZATION, "Bearer wrong"),
+                    (AUTHORIZATION, &format!("Bearer {TOKEN}")),
+                ]),
+                AuthError::Invalid,
+            ),
+        ];
+        for (mut h, expected) in cases {
+            assert_eq!(authenticate(&mut h, &tokens()), Err(expected), "{h:?}");
+        }
+    }
+}

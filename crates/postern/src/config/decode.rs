@@ -1,0 +1,316 @@
+//! A walker over a [`tree::Node`] that collects every schema problem.
+//!
+//! Each accessor returns `None` after recording a [`Problem`], so a caller can
+//! go on checking the rest of the file and report everything in one run.
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use super::tree::{Key, Node, Value};
+
+/// One thing wrong with a config file, at the place it was written.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    pub file: PathBuf,
+    pub line: u64,
+    pub column: u64,
+    /// Key path such as `app_config.istio.private_gateway.allowed_principals[1]`.
+    pub path: String,
+    pub message: String,
+}
+
+/// A position in the tree: the node and the key path that leads to it.
+#[derive(Clone, Copy)]
+pub struct Cursor<'a> {
+    pub node: &'a Node,
+    path: &'a str,
+}
+
+/// An owned key path, which child cursors borrow.
+pub struct KeyPath(String);
+
+/// A mapping whose keys were checked against the expected set.
+pub struct Mapping<'a> {
+    entries: &'a [(Key, Node)],
+    path: String,
+}
+
+/// Collector of problems for one file.
+pub struct Decoder {
+    file: PathBuf,
+    pub problems: Vec<Problem>,
+}
+
+// === impl Problem ===
+
+impl fmt::Display for Problem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{}:{}:{}: {}: {}",
+            self.file.display(),
+            self.line,
+            self.column,
+            if self.path.is_empty() {
+                "(document)"
+            } else {
+                &self.path
+            },
+            self.message
+        )
+    }
+}
+
+// === impl Cursor ===
+
+impl<'a> Cursor<'a> {
+    pub fn root(node: &'a Node) -> Self {
+        Cursor { node, path: "" }
+    }
+
+    pub fn path(&self) -> &str {
+        self.path
+    }
+}
+
+// === impl KeyPath ===
+
+impl KeyPath {
+    pub fn cursor<'a>(&'a self, node: &'a Node) -> Cursor<'a> {
+        Cursor {
+            node,
+            path: &self.0,
+        }
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// Joins a key path and a child key.
+pub fn join(parent: &str, key: &str) -> KeyPath {
+    if parent.is_empty() {
+        KeyPath(key.to_owned())
+    } else {
+        KeyPath(format!("{parent}.{key}"))
+    }
+}
+
+/// Joins a key path and a list index.
+pub fn index(parent: &str, i: usize) -> KeyPath {
+    KeyPath(format!("{parent}[{i}]"))
+}
+
+// === impl Mapping ===
+
+impl<'a> Mapping<'a> {
+    pub fn path(&self) -> &str {
+        &self.path
+    }
+
+    /// The node under `key` and its key path, if the key is present.
+    pub fn get(&self, key: &str) -> Option<(KeyPath, &'a Node)> {
+        self.entries
+            .iter()
+            .find(|(k, _)| k.name == key)
+            .map(|(k, node)| (join(&self.path, &k.name), node))
+    }
+
+    pub fn entries(&self) -> impl Iterator<Item = (&'a Key, &'a Node)> {
+        self.entries.iter().map(|(k, n)| (k, n))
+    }
+}
+
+// === impl Decoder ===
+
+impl Decoder {
+    pub fn new(file: &Path) -> Self {
+        Decoder {
+            file: file.to_owned(),
+            problems: Vec::new(),
+        }
+    }
+
+    /// Records a problem at the node under `at`.
+    pub fn report(&mut self, at: Cursor<'_>, message: impl Into<String>) {
+        self.report_at(at.node.line, at.node.column, at.path, message);
+    }
+
+    pub fn report_at(&mut self, line: u64, column: u64, path: &str, message: impl Into<String>) {
+        self.problems.push(Problem {
+            file: self.file.clone(),
+            line,
+            column,
+            path: path.to_owned(),
+            message: message.into(),
+        });
+    }
+
+    /// Reads a mapping and reports each key not in `known`.
+    pub fn mapping<'a>(&mut self, at: Cursor<'a>, known: &[&str]) -> Option<Mapping<'a>> {
+        let Value::Mapping(entries) = &at.node.value else {
+            self.report(at, format!("expected a mapping, found {}", at.node.kind()));
+            return None;
+        };
+        for (key, _) in entries {
+            if !known.contains(&key.name.as_str()) {
+                let path = join(at.path, &key.name);
+                self.report_at(
+                    key.line,
+                    key.column,
+                    path.as_str(),
+                    format!(
+                        "unknown key `{}`; expected one of: {}",
+                        key.name,
+                        known.join(", ")
+                    ),
+                );
+            }
+        }
+        Some(Mapping {
+            entries,
+            path: at.path.to_owned(),
+        })
+    }
+
+    /// Reads a mapping whose keys are names chosen by the user.
+    pub fn open_mapping<'a>(&mut self, at: Cursor<'a>) -> Option<Mapping<'a>> {
+        let Value::Mapping(entries) = &at.node.value else {
+            self.report(at, format!("expected a mapping, found {}", at.node.kind()));
+            return None;
+        };
+        Some(Mapping {
+            entries,
+            path: at.path.to_owned(),
+        })
+    }
+
+    pub fn sequence<'a>(&mut self, at: Cursor<'a>) -> Option<&'a [Node]> {
+        match &at.node.value {
+            Value::Sequence(items) => Some(items),
+            _ => {
+                self.report(at, format!("expected a list, found {}", at.node.kind()));
+                None
+            }
+        }
+    }
+
+    pub fn string(&mut self, at: Cursor<'_>) -> Option<String> {
+        match &at.node.value {
+            Value::String(s) => Some(s.clone()),
+            Value::Integer(_) | Value::Float(_) | Value::Bool(_) => {
+                self.report(
+                    at,
+                    format!(
+                        "expected a string, found {}; quote the value to keep it as written",
+                        at.node.kind()
+                    ),
+                );
+                None
+            }
+            _ => {
+                self.report(at, format!("expected a string, found {}", at.node.kind()));
+                None
+            }
+        }
+    }
+
+    pub fn boolean(&mut self, at: Cursor<'_>) -> Option<bool> {
+        match &at.node.value {
+            Value::Bool(b) => Some(*b),
+            _ => {
+                self.report(
+                    at,
+                    format!("expected true or false, found {}", describe(at.node)),
+                );
+                None
+            }
+        }
+    }
+
+    /// Reads a whole number in `min..=max`.
+    pub fn integer(&mut self, at: Cursor<'_>, min: i128, max: i128) -> Option<i128> {
+        match &at.node.value {
+            Value::Integer(n) if (min..=max).contains(n) => Some(*n),
+            Value::Integer(n) => {
+                self.report(at, format!("{n} is out of range; expected {min} to {max}"));
+                None
+            }
+            _ => {
+                self.report(
+                    at,
+                    format!("expected a whole number, found {}", describe(at.node)),
+                );
+                None
+            }
+        }
+    }
+
+    /// Reads a duration written like `30s`, `5m` or `1h 30m`.
+    pub fn duration(&mut self, at: Cursor<'_>) -> Option<Duration> {
+        let text = self.string(at)?;
+        match humantime::parse_duration(&text) {
+            Ok(d) if !d.is_zero() => Some(d),
+            Ok(_) => {
+                self.report(at, "the duration must be greater than zero");
+                None
+            }
+            Err(_) => {
+                self.report(
+                    at,
+                    format!("invalid duration {text:?}; expected a value such as 500ms, 30s or 5m"),
+                );
+                None
+            }
+        }
+    }
+
+    /// Reads a string and converts it with `parse`, whose error text is
+    /// reported as is.
+    pub fn parse<T>(
+        &mut self,
+        at: Cursor<'_>,
+        parse: impl FnOnce(&str) -> Result<T, String>,
+    ) -> Option<T> {
+        let text = self.string(at)?;
+        match parse(&text) {
+            Ok(value) => Some(value),
+            Err(message) => {
+                self.report(at, message);
+                None
+            }
+        }
+    }
+
+    /// Reads a list and converts each item with `item`.
+    pub fn list<'a, T>(
+        &mut self,
+        at: Cursor<'a>,
+        mut item: impl FnMut(&mut Self, Cursor<'_>) -> Option<T>,
+    ) -> Option<Vec<T>> {
+        let items = self.sequence(at)?;
+        let mut values = Vec::with_capacity(items.len());
+        let mut complete = true;
+        for (i, node) in items.iter().enumerate() {
+            let path = index(at.path, i);
+            match item(self, path.cursor(node)) {
+                Some(value) => values.push(value),
+                None => complete = false,
+            }
+        }
+        complete.then_some(values)
+    }
+}
+
+/// Shows a scalar in an error message, or names the node's type.
+fn describe(node: &Node) -> String {
+    match &node.value {
+        Value::String(s) => format!("{s:?}"),
+        Value::Integer(n) => n.to_string(),
+        Value::Float(n) => n.to_string(),
+        Value::Bool(b) => b.to_string(),
+        _ => node.kind().to_owned(),
+    }
+}

@@ -1,0 +1,206 @@
+//! The vars file and the endpoints file, as validated plain data.
+//!
+//! Loading is parse, then decode with every problem collected, then the
+//! cross-field checks. The result is immutable: a reload builds a new one.
+
+mod decode;
+pub mod endpoints;
+mod tree;
+mod vars;
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use ipnet::IpNet;
+
+pub use decode::Problem;
+pub use endpoints::{Endpoint, EndpointState, Endpoints};
+
+use crate::policy::principal::Principal;
+
+/// Default time a trusted source has to send its whole PROXY header.
+pub const DEFAULT_PROXY_HEADER_TIMEOUT: Duration = Duration::from_secs(3);
+/// Default cap on open client connections per gate.
+pub const DEFAULT_MAX_CONNECTIONS: usize = 20_000;
+/// Default cap on the size of a request's header section.
+pub const DEFAULT_MAX_HEADER_BYTES: usize = 64 * 1024;
+/// Default time a client has to send a complete request header section.
+pub const DEFAULT_HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
+/// Default time an idle client keep-alive connection stays open.
+pub const DEFAULT_CLIENT_IDLE_TIMEOUT: Duration = Duration::from_secs(75);
+/// Default time in-flight requests get to finish after SIGTERM.
+pub const DEFAULT_SHUTDOWN_GRACE_PERIOD: Duration = Duration::from_secs(30);
+/// Default time to open a TCP connection to an upstream.
+pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// Default time an upstream has to send response headers. Long, because a
+/// non-streaming LLM completion sends nothing until it has finished.
+pub const DEFAULT_RESPONSE_HEADER_TIMEOUT: Duration = Duration::from_secs(300);
+/// Default longest silence inside a response body, such as between two
+/// server-sent events.
+pub const DEFAULT_BODY_IDLE_TIMEOUT: Duration = Duration::from_secs(300);
+
+/// A validated vars file.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// The vars file this was read from.
+    pub source: PathBuf,
+    pub cluster: Cluster,
+    pub public: GateConfig,
+    /// The private gate, or `None` when `private_gateway.enabled` is false.
+    pub private: Option<PrivateGate>,
+    pub admin: SocketAddr,
+    pub machines: Vec<Machine>,
+    /// Every app in `app_config`, enabled or not, by name.
+    pub apps: BTreeMap<String, App>,
+    pub limits: Limits,
+}
+
+#[derive(Debug, Clone)]
+pub struct Cluster {
+    /// Lowercase DNS name; apps are served at `<app>.<hostname>`.
+    pub hostname: String,
+    pub region: String,
+    pub vpc_cidrs: Vec<IpNet>,
+}
+
+/// Listener settings shared by both gates.
+#[derive(Debug, Clone)]
+pub struct GateConfig {
+    pub listen: SocketAddr,
+    pub tls: Option<TlsFiles>,
+    /// Peers that must start each connection with a PROXY header.
+    pub proxy_sources: Vec<IpNet>,
+    pub proxy_header_timeout: Duration,
+    /// Peers whose X-Forwarded-* and X-Request-Id headers are kept.
+    pub forwarded_sources: Vec<IpNet>,
+}
+
+#[derive(Debug, Clone)]
+pub struct PrivateGate {
+    pub gate: GateConfig,
+    pub allowed_principals: Vec<Principal>,
+    /// The endpoints file, resolved against the vars file's folder.
+    pub endpoints_file: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsFiles {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+}
+
+/// A machine identity provisioned in postern, proven by a static token.
+#[derive(Debug, Clone)]
+pub struct Machine {
+    pub name: String,
+    pub token_sha256: [u8; 32],
+}
+
+#[derive(Debug, Clone)]
+pub struct App {
+    pub name: String,
+    pub enabled: bool,
+    /// `None` only for a disabled app.
+    pub upstream: Option<Upstream>,
+    pub allow_private_gateway: bool,
+    pub timeouts: AppTimeouts,
+}
+
+/// An upstream origin, `http://host:port`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Upstream {
+    /// `host:port`, as sent in the upstream request's URI.
+    pub authority: http::uri::Authority,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AppTimeouts {
+    pub connect: Duration,
+    pub response_headers: Duration,
+    pub body_idle: Duration,
+    /// Cap on the whole exchange; `None` (the default) lets streams run.
+    pub total: Option<Duration>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    pub max_connections: usize,
+    pub max_header_bytes: usize,
+    pub header_read_timeout: Duration,
+    pub client_idle_timeout: Duration,
+    pub shutdown_grace_period: Duration,
+}
+
+/// Everything wrong with a config, in file order.
+#[derive(Debug, Clone)]
+pub struct Problems(pub Vec<Problem>);
+
+// === impl Config ===
+
+impl Config {
+    /// Reads and validates a vars file.
+    pub fn load(path: &Path) -> Result<Config, Problems> {
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            Problems(vec![Problem {
+                file: path.to_owned(),
+                line: 0,
+                column: 0,
+                path: String::new(),
+                message: format!("cannot read the file: {e}"),
+            }])
+        })?;
+        Config::from_text(path, &text)
+    }
+
+    /// Validates vars text as if it were read from `path`.
+    pub fn from_text(path: &Path, text: &str) -> Result<Config, Problems> {
+        vars::decode(path, text)
+    }
+
+    /// Enabled apps only.
+    pub fn enabled_apps(&self) -> impl Iterator<Item = &App> {
+        self.apps.values().filter(|a| a.enabled)
+    }
+}
+
+// === impl AppTimeouts ===
+
+impl Default for AppTimeouts {
+    fn default() -> Self {
+        AppTimeouts {
+            connect: DEFAULT_CONNECT_TIMEOUT,
+            response_headers: DEFAULT_RESPONSE_HEADER_TIMEOUT,
+            body_idle: DEFAULT_BODY_IDLE_TIMEOUT,
+            total: None,
+        }
+    }
+}
+
+// === impl Limits ===
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_connections: DEFAULT_MAX_CONNECTIONS,
+            max_header_bytes: DEFAULT_MAX_HEADER_BYTES,
+            header_read_timeout: DEFAULT_HEADER_READ_TIMEOUT,
+            client_idle_timeout: DEFAULT_CLIENT_IDLE_TIMEOUT,
+            shutdown_grace_period: DEFAULT_SHUTDOWN_GRACE_PERIOD,
+        }
+    }
+}
+
+// === impl Problems ===
+
+impl std::fmt::Display for Problems {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        for problem in &self.0 {
+            writeln!(f, "{problem}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for Problems {}

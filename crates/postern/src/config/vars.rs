@@ -1,0 +1,619 @@
+//! Decoding of the vars file into a [`Config`].
+//!
+//! `app_config` keeps the GitOps layout that platform users already write:
+//! `app_config.istio` holds gateway settings and every other key is an app.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use ipnet::IpNet;
+
+use super::decode::{Cursor, Decoder, Mapping, join};
+use super::tree;
+use super::*;
+
+/// The key in `app_config` that holds gateway settings instead of an app.
+const GATEWAY_SETTINGS_KEY: &str = "istio";
+const DEFAULT_ADMIN_LISTEN: &str = "127.0.0.1:9901";
+
+pub(super) fn decode(path: &Path, text: &str) -> Result<Config, Problems> {
+    let mut d = Decoder::new(path);
+    let root = match tree::parse(text) {
+        Ok(root) => root,
+        Err(e) => {
+            let (line, column) = e
+                .location()
+                .map(|l| (l.line(), l.column()))
+                .unwrap_or((0, 0));
+            d.report_at(line, column, "", format!("invalid YAML: {e}"));
+            return Err(Problems(d.problems));
+        }
+    };
+    let base = path.parent().unwrap_or(Path::new("."));
+
+    let config = decode_root(&mut d, Cursor::root(&root), base);
+    match config {
+        Some(config) if d.problems.is_empty() => Ok(config),
+        _ => {
+            d.problems.sort_by_key(|p| (p.line, p.column));
+            Err(Problems(d.problems))
+        }
+    }
+}
+
+fn decode_root(d: &mut Decoder, at: Cursor<'_>, base: &Path) -> Option<Config> {
+    let top = d.mapping(
+        at,
+        &[
+            "cluster",
+            "gateways",
+            "privatelink",
+            "identities",
+            "app_config",
+            "limits",
+        ],
+    )?;
+
+    let cluster = required(d, &top, "cluster").and_then(|(p, n)| cluster(d, p.cursor(n)));
+    let gateways = required(d, &top, "gateways").and_then(|(p, n)| gateways(d, p.cursor(n), base));
+    let endpoints_file = match top.get("privatelink") {
+        Some((p, n)) => privatelink(d, p.cursor(n), base),
+        None => Some(None),
+    };
+    let machines = match top.get("identities") {
+        Some((p, n)) => identities(d, p.cursor(n)),
+        None => Some(Vec::new()),
+    };
+    let apps = required(d, &top, "app_config").and_then(|(p, n)| app_config(d, p.cursor(n)));
+    let limits = match top.get("limits") {
+        Some((p, n)) => limits(d, p.cursor(n)),
+        None => Some(Limits::default()),
+    };
+
+    let (cluster, gateways, endpoints_file, machines, (apps, private_switch), limits) = (
+        cluster?,
+        gateways?,
+        endpoints_file?,
+        machines?,
+        apps?,
+        limits?,
+    );
+    let private = assemble_private(d, gateways.private, private_switch, endpoints_file)?;
+    check_listeners_distinct(d, &gateways.public, private.as_ref(), gateways.admin, &top);
+
+    Some(Config {
+        source: PathBuf::new(),
+        cluster,
+        public: gateways.public,
+        private,
+        admin: gateways.admin,
+        machines,
+        apps,
+        limits,
+    })
+}
+
+/// The `istio.private_gateway` switch as written in `app_config`.
+struct PrivateSwitch {
+    enabled: bool,
+    principals: Vec<Principal>,
+    line: u64,
+    column: u64,
+    path: String,
+}
+
+struct Gateways {
+    public: GateConfig,
+    private: Option<GateConfig>,
+    admin: SocketAddr,
+}
+
+fn required<'a>(
+    d: &mut Decoder,
+    map: &Mapping<'a>,
+    key: &str,
+) -> Option<(super::decode::KeyPath, &'a tree::Node)> {
+    let found = map.get(key);
+    if found.is_none() {
+        let path = join(map.path(), key);
+        let (line, column) = map
+            .entries()
+            .next()
+            .map(|(k, _)| (k.line, k.column))
+            .unwrap_or((1, 1));
+        d.report_at(
+            line,
+            column,
+            path.as_str(),
+            format!("missing required key `{key}`"),
+        );
+    }
+    found
+}
+
+fn cluster(d: &mut Decoder, at: Cursor<'_>) -> Option<Cluster> {
+    let map = d.mapping(at, &["hostname", "region", "vpc_cidrs"])?;
+    let hostname =
+        required(d, &map, "hostname").and_then(|(p, n)| d.parse(p.cursor(n), parse_hostname));
+    let region = required(d, &map, "region").and_then(|(p, n)| d.parse(p.cursor(n), parse_region));
+    let vpc_cidrs = match map.get("vpc_cidrs") {
+        Some((p, n)) => d.list(p.cursor(n), |d, item| d.parse(item, parse_cidr)),
+        None => Some(Vec::new()),
+    };
+    Some(Cluster {
+        hostname: hostname?,
+        region: region?,
+        vpc_cidrs: vpc_cidrs?,
+    })
+}
+
+fn gateways(d: &mut Decoder, at: Cursor<'_>, base: &Path) -> Option<Gateways> {
+    let map = d.mapping(at, &["public", "private", "admin"])?;
+    let public = required(d, &map, "public").and_then(|(p, n)| gate(d, p.cursor(n), base));
+    let private = match map.get("private") {
+        Some((p, n)) => gate(d, p.cursor(n), base).map(Some),
+        None => Some(None),
+    };
+    let admin = match map.get("admin") {
+        Some((p, n)) => {
+            let admin = d.mapping(p.cursor(n), &["listen"])?;
+            required(d, &admin, "listen").and_then(|(p, n)| d.parse(p.cursor(n), parse_listen))
+        }
+        None => DEFAULT_ADMIN_LISTEN.parse().ok(),
+    };
+    Some(Gateways {
+        public: public?,
+        private: private?,
+        admin: admin?,
+    })
+}
+
+fn gate(d: &mut Decoder, at: Cursor<'_>, base: &Path) -> Option<GateConfig> {
+    let map = d.mapping(
+        at,
+        &["listen", "tls", "proxy_protocol", "forwarded_headers"],
+    )?;
+    let listen = required(d, &map, "listen").and_then(|(p, n)| d.parse(p.cursor(n), parse_listen));
+    let tls = match map.get("tls") {
+        Some((p, n)) => tls(d, p.cursor(n), base).map(Some),
+        None => Some(None),
+    };
+
+    let mut proxy_sources = Some(Vec::new());
+    let mut proxy_header_timeout = Some(DEFAULT_PROXY_HEADER_TIMEOUT);
+    if let Some((p, n)) = map.get("proxy_protocol") {
+        let pp = d.mapping(p.cursor(n), &["trusted_sources", "header_timeout"])?;
+        if let Some((p, n)) = pp.get("trusted_sources") {
+            proxy_sources = d.list(p.cursor(n), |d, item| d.parse(item, parse_cidr));
+        }
+        if let Some((p, n)) = pp.get("header_timeout") {
+            proxy_header_timeout = d.duration(p.cursor(n));
+        }
+    }
+
+    let mut forwarded_sources = Some(Vec::new());
+    if let Some((p, n)) = map.get("forwarded_headers") {
+        let fh = d.mapping(p.cursor(n), &["trusted_sources"])?;
+        if let Some((p, n)) = fh.get("trusted_sources") {
+            forwarded_sources = d.list(p.cursor(n), |d, item| d.parse(item, parse_cidr));
+        }
+    }
+
+    Some(GateConfig {
+        listen: listen?,
+        tls: tls?,
+        proxy_sources: proxy_sources?,
+        proxy_header_timeout: proxy_header_timeout?,
+        forwarded_sources: forwarded_sources?,
+    })
+}
+
+fn tls(d: &mut Decoder, at: Cursor<'_>, base: &Path) -> Option<TlsFiles> {
+    let map = d.mapping(at, &["cert", "key"])?;
+    let mut file = |key: &str| {
+        let (p, n) = required(d, &map, key)?;
+        let path = base.join(d.string(p.cursor(n))?);
+        if let Err(e) = std::fs::metadata(&path) {
+            d.report(
+                p.cursor(n),
+                format!(
+                    "cannot read {}: {e}; give the path of a PEM file",
+                    path.display()
+                ),
+            );
+            return None;
+        }
+        Some(path)
+    };
+    let cert = file("cert");
+    let key = file("key");
+    let files = TlsFiles {
+        cert: cert?,
+        key: key?,
+    };
+    if let Err(message) = crate::server::tls::acceptor(&files) {
+        d.report(at, message);
+        return None;
+    }
+    Some(files)
+}
+
+fn privatelink(d: &mut Decoder, at: Cursor<'_>, base: &Path) -> Option<Option<PathBuf>> {
+    let map = d.mapping(at, &["endpoints_file"])?;
+    match map.get("endpoints_file") {
+        Some((p, n)) => d.string(p.cursor(n)).map(|f| Some(base.join(f))),
+        None => Some(None),
+    }
+}
+
+fn identities(d: &mut Decoder, at: Cursor<'_>) -> Option<Vec<Machine>> {
+    let map = d.mapping(at, &["machines"])?;
+    let Some((p, n)) = map.get("machines") else {
+        return Some(Vec::new());
+    };
+    let machines = d.list(p.cursor(n), machine)?;
+
+    let mut complete = true;
+    for (i, m) in machines.iter().enumerate() {
+        let earlier = &machines[..i];
+        let duplicate = if earlier.iter().any(|e| e.name == m.name) {
+            Some(format!("duplicate machine name {:?}", m.name))
+        } else if earlier.iter().any(|e| e.token_sha256 == m.token_sha256) {
+            Some(format!(
+                "machine {:?} has the same token_sha256 as another machine; \
+                 give each machine its own token (postern token new NAME)",
+                m.name
+            ))
+        } else {
+            None
+        };
+        if let Some(message) = duplicate {
+            let items = d.sequence(p.cursor(n))?;
+            let path = super::decode::index(p.as_str(), i);
+            d.report(path.cursor(&items[i]), message);
+            complete = false;
+        }
+    }
+    complete.then_some(machines)
+}
+
+fn machine(d: &mut Decoder, at: Cursor<'_>) -> Option<Machine> {
+    let map = d.mapping(at, &["name", "token_sha256"])?;
+    let name = required(d, &map, "name").and_then(|(p, n)| d.parse(p.cursor(n), parse_name));
+    let token_sha256 =
+        required(d, &map, "token_sha256").and_then(|(p, n)| d.parse(p.cursor(n), parse_sha256_hex));
+    Some(Machine {
+        name: name?,
+        token_sha256: token_sha256?,
+    })
+}
+
+fn app_config(
+    d: &mut Decoder,
+    at: Cursor<'_>,
+) -> Option<(BTreeMap<String, App>, Option<PrivateSwitch>)> {
+    let map = d.open_mapping(at)?;
+    let mut apps = BTreeMap::new();
+    let mut switch = Some(None);
+    let mut complete = true;
+
+    for (key, node) in map.entries() {
+        let path = join(map.path(), &key.name);
+        if key.name == GATEWAY_SETTINGS_KEY {
+            switch = gateway_settings(d, path.cursor(node)).map(Some);
+            continue;
+        }
+        if let Err(message) = parse_app_name(&key.name) {
+            d.report_at(key.line, key.column, path.as_str(), message);
+            complete = false;
+            continue;
+        }
+        match app(d, path.cursor(node), &key.name) {
+            Some(app) => {
+                apps.insert(key.name.clone(), app);
+            }
+            None => complete = false,
+        }
+    }
+    let switch = switch?;
+    complete.then_some((apps, switch))
+}
+
+fn gateway_settings(d: &mut Decoder, at: Cursor<'_>) -> Option<PrivateSwitch> {
+    let map = d.mapping(at, &["private_gateway"])?;
+    let Some((p, n)) = map.get("private_gateway") else {
+        return Some(PrivateSwitch {
+            enabled: false,
+            principals: Vec::new(),
+            line: at.node.line,
+            column: at.node.column,
+            path: at.path().to_owned(),
+        });
+    };
+    let pg = d.mapping(p.cursor(n), &["enabled", "allowed_principals"])?;
+    let enabled = match pg.get("enabled") {
+        Some((p, n)) => d.boolean(p.cursor(n)),
+        None => Some(false),
+    };
+    let principals = match pg.get("allowed_principals") {
+        Some((p, n)) => d.list(p.cursor(n), |d, item| d.parse(item, |s| s.parse())),
+        None => Some(Vec::new()),
+    };
+    Some(PrivateSwitch {
+        enabled: enabled?,
+        principals: principals?,
+        line: n.line,
+        column: n.column,
+        path: p.as_str().to_owned(),
+    })
+}
+
+fn app(d: &mut Decoder, at: Cursor<'_>, name: &str) -> Option<App> {
+    let map = d.mapping(at, &["enabled", "upstream", "settings", "timeouts"])?;
+    let enabled = required(d, &map, "enabled").and_then(|(p, n)| d.boolean(p.cursor(n)));
+    let upstream = match map.get("upstream") {
+        Some((p, n)) => d.parse(p.cursor(n), parse_upstream).map(Some),
+        None if enabled == Some(true) => {
+            required(d, &map, "upstream");
+            None
+        }
+        None => Some(None),
+    };
+    let allow_private_gateway = match map.get("settings") {
+        Some((p, n)) => {
+            let settings = d.mapping(p.cursor(n), &["allow_private_gateway"])?;
+            match settings.get("allow_private_gateway") {
+                Some((p, n)) => d.boolean(p.cursor(n)),
+                None => Some(false),
+            }
+        }
+        None => Some(false),
+    };
+    let timeouts = match map.get("timeouts") {
+        Some((p, n)) => app_timeouts(d, p.cursor(n)),
+        None => Some(AppTimeouts::default()),
+    };
+    Some(App {
+        name: name.to_owned(),
+        enabled: enabled?,
+        upstream: upstream?,
+        allow_private_gateway: allow_private_gateway?,
+        timeouts: timeouts?,
+    })
+}
+
+fn app_timeouts(d: &mut Decoder, at: Cursor<'_>) -> Option<AppTimeouts> {
+    let map = d.mapping(at, &["connect", "response_headers", "body_idle", "total"])?;
+    let defaults = AppTimeouts::default();
+    let mut get = |key: &str, default| match map.get(key) {
+        Some((p, n)) => d.duration(p.cursor(n)),
+        None => Some(default),
+    };
+    let connect = get("connect", defaults.connect);
+    let response_headers = get("response_headers", defaults.response_headers);
+    let body_idle = get("body_idle", defaults.body_idle);
+    let total = match map.get("total") {
+        Some((p, n)) => d.duration(p.cursor(n)).map(Some),
+        None => Some(None),
+    };
+    Some(AppTimeouts {
+        connect: connect?,
+        response_headers: response_headers?,
+        body_idle: body_idle?,
+        total: total?,
+    })
+}
+
+fn limits(d: &mut Decoder, at: Cursor<'_>) -> Option<Limits> {
+    let map = d.mapping(
+        at,
+        &[
+            "max_connections",
+            "max_header_bytes",
+            "header_read_timeout",
+            "client_idle_timeout",
+            "shutdown_grace_period",
+        ],
+    )?;
+    let defaults = Limits::default();
+    let max_connections = match map.get("max_connections") {
+        Some((p, n)) => d.integer(p.cursor(n), 1, 10_000_000).map(|n| n as usize),
+        None => Some(defaults.max_connections),
+    };
+    let max_header_bytes = match map.get("max_header_bytes") {
+        Some((p, n)) => d
+            .integer(p.cursor(n), 1024, 1024 * 1024)
+            .map(|n| n as usize),
+        None => Some(defaults.max_header_bytes),
+    };
+    let mut get = |key: &str, default| match map.get(key) {
+        Some((p, n)) => d.duration(p.cursor(n)),
+        None => Some(default),
+    };
+    let header_read_timeout = get("header_read_timeout", defaults.header_read_timeout);
+    let client_idle_timeout = get("client_idle_timeout", defaults.client_idle_timeout);
+    let shutdown_grace_period = get("shutdown_grace_period", defaults.shutdown_grace_period);
+    Some(Limits {
+        max_connections: max_connections?,
+        max_header_bytes: max_header_bytes?,
+        header_read_timeout: header_read_timeout?,
+        client_idle_timeout: client_idle_timeout?,
+        shutdown_grace_period: shutdown_grace_period?,
+    })
+}
+
+/// Joins the private listener with the `istio.private_gateway` switch.
+fn assemble_private(
+    d: &mut Decoder,
+    gate: Option<GateConfig>,
+    switch: Option<PrivateSwitch>,
+    endpoints_file: Option<PathBuf>,
+) -> Option<Option<PrivateGate>> {
+    let Some(switch) = switch.filter(|s| s.enabled) else {
+        return Some(None);
+    };
+    let Some(gate) = gate else {
+        d.report_at(
+            switch.line,
+            switch.column,
+            &switch.path,
+            "the private gateway is enabled but gateways.private is missing; \
+             add gateways.private.listen or set enabled: false",
+        );
+        return None;
+    };
+    Some(Some(PrivateGate {
+        gate,
+        allowed_principals: switch.principals,
+        endpoints_file,
+    }))
+}
+
+fn check_listeners_distinct(
+    d: &mut Decoder,
+    public: &GateConfig,
+    private: Option<&PrivateGate>,
+    admin: SocketAddr,
+    top: &Mapping<'_>,
+) {
+    let mut seen = vec![("gateways.public.listen", public.listen)];
+    if let Some(private) = private {
+        seen.push(("gateways.private.listen", private.gate.listen));
+    }
+    seen.push(("gateways.admin.listen", admin));
+    for (i, (name, addr)) in seen.iter().enumerate() {
+        if let Some((other, _)) = seen[..i].iter().find(|(_, a)| a == addr) {
+            let (line, column) = top
+                .get("gateways")
+                .map(|(_, n)| (n.line, n.column))
+                .unwrap_or((1, 1));
+            d.report_at(
+                line,
+                column,
+                name,
+                format!("{addr} is also used by {other}; give each listener its own address"),
+            );
+        }
+    }
+}
+
+// Scalar parsers. Each error names the value and the expected form.
+
+fn parse_hostname(text: &str) -> Result<String, String> {
+    let host = text.trim_end_matches('.').to_ascii_lowercase();
+    let labels_ok = host.split('.').all(|l| parse_app_name(l).is_ok());
+    if host.is_empty() || host.len() > 253 || !labels_ok || !host.contains('.') {
+        return Err(format!(
+            "invalid hostname {text:?}; expected a DNS name such as ml.example.com"
+        ));
+    }
+    Ok(host)
+}
+
+fn parse_region(text: &str) -> Result<String, String> {
+    let ok = !text.is_empty()
+        && text
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
+    if ok {
+        Ok(text.to_owned())
+    } else {
+        Err(format!(
+            "invalid region {text:?}; expected an AWS region such as us-east-1"
+        ))
+    }
+}
+
+/// Checks an app name, which becomes a DNS label in the app's host name.
+fn parse_app_name(text: &str) -> Result<(), String> {
+    let ok = !text.is_empty()
+        && text.len() <= 63
+        && !text.starts_with('-')
+        && !text.ends_with('-')
+        && text
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
+    if ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "invalid name {text:?}; expected a DNS label: lowercase letters, digits and '-', \
+             at most 63 characters"
+        ))
+    }
+}
+
+fn parse_name(text: &str) -> Result<String, String> {
+    let ok = !text.is_empty()
+        && text.len() <= 128
+        && text
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-_.@".contains(&b));
+    if ok {
+        Ok(text.to_owned())
+    } else {
+        Err(format!(
+            "invalid name {text:?}; expected letters, digits, '-', '_', '.' or '@'"
+        ))
+    }
+}
+
+fn parse_cidr(text: &str) -> Result<IpNet, String> {
+    text.parse::<IpNet>().map(|n| n.trunc()).map_err(|_| {
+        format!(
+            "invalid CIDR block {text:?}; expected a network such as 10.0.0.0/16 or 10.0.0.5/32"
+        )
+    })
+}
+
+fn parse_listen(text: &str) -> Result<SocketAddr, String> {
+    text.parse().map_err(|_| {
+        format!("invalid listen address {text:?}; expected IP:PORT such as 0.0.0.0:8443")
+    })
+}
+
+fn parse_sha256_hex(text: &str) -> Result<[u8; 32], String> {
+    let mut out = [0u8; 32];
+    match hex::decode_to_slice(text, &mut out) {
+        Ok(()) if text.len() == 64 => Ok(out),
+        _ => Err(format!(
+            "invalid token_sha256 {:?}; expected 64 hex digits (postern token new NAME prints one)",
+            truncate(text, 80)
+        )),
+    }
+}
+
+fn parse_upstream(text: &str) -> Result<Upstream, String> {
+    let invalid = |why: &str| {
+        format!(
+            "invalid upstream {text:?}: {why}; expected http://HOST:PORT such as http://litellm.litellm.svc:4000"
+        )
+    };
+    let uri: http::Uri = text.parse().map_err(|_| invalid("not a URL"))?;
+    if uri.scheme_str() != Some("http") {
+        return Err(invalid("only http upstreams are supported"));
+    }
+    let authority = uri.authority().ok_or_else(|| invalid("missing host"))?;
+    if authority.as_str().contains('@') {
+        return Err(invalid("credentials in the URL are not allowed"));
+    }
+    if !matches!(uri.path(), "" | "/") || uri.query().is_some() {
+        return Err(invalid("a path or query is not allowed"));
+    }
+    let port = authority.port_u16().unwrap_or(80);
+    let authority = format!("{}:{port}", authority.host())
+        .parse()
+        .map_err(|_| invalid("invalid host"))?;
+    Ok(Upstream { authority })
+}
+
+fn truncate(text: &str, max: usize) -> &str {
+    match text.char_indices().nth(max) {
+        Some((i, _)) => &text[..i],
+        None => text,
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,201 @@
+//! Body wrappers: byte counting, idle and total deadlines, and a hook that
+//! runs once when a body ends or is dropped.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::task::{Context, Poll, ready};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body::{Body as HttpBody, Frame, SizeHint};
+use tokio::time::{Instant, Sleep};
+
+use super::BoxError;
+
+/// A request body that adds its size to a shared counter as it streams.
+pub struct CountingBody<B> {
+    inner: B,
+    count: Arc<AtomicU64>,
+}
+
+/// Why a response body stopped early.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum BodyTimeout {
+    #[error("the upstream sent nothing for longer than the body idle timeout")]
+    Idle,
+    #[error("the exchange ran longer than the app's total timeout")]
+    Total,
+}
+
+/// How a response body ended, given to the completion hook.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BodyEnd {
+    Complete,
+    Timeout(BodyTimeout),
+    /// The upstream failed mid-body.
+    UpstreamError,
+    /// The client went away before the end.
+    Dropped,
+}
+
+/// A response body with deadlines, a byte count and a completion hook.
+pub struct ResponseBody<B, F: FnOnce(u64, BodyEnd)> {
+    inner: B,
+    idle: Option<Duration>,
+    idle_timer: Option<Pin<Box<Sleep>>>,
+    total_timer: Option<Pin<Box<Sleep>>>,
+    bytes: u64,
+    /// Set for a body with no frames, which hyper never polls.
+    empty: bool,
+    on_end: Option<F>,
+}
+
+// === impl CountingBody ===
+
+impl<B> CountingBody<B> {
+    pub fn new(inner: B, count: Arc<AtomicU64>) -> Self {
+        CountingBody { inner, count }
+    }
+}
+
+impl<B> HttpBody for CountingBody<B>
+where
+    B: HttpBody<Data = Bytes> + Unpin,
+    B::Error: Into<BoxError>,
+{
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        let frame = ready!(Pin::new(&mut self.inner).poll_frame(cx));
+        if let Some(Ok(frame)) = &frame {
+            if let Some(data) = frame.data_ref() {
+                self.count.fetch_add(data.len() as u64, Ordering::Relaxed);
+            }
+        }
+        Poll::Ready(frame.map(|r| r.map_err(Into::into)))
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+// === impl ResponseBody ===
+
+impl<B: HttpBody, F: FnOnce(u64, BodyEnd)> ResponseBody<B, F> {
+    /// Wraps `inner`. `idle` bounds each silence between frames; `deadline`
+    /// bounds the whole body.
+    pub fn new(inner: B, idle: Option<Duration>, deadline: Option<Instant>, on_end: F) -> Self {
+        ResponseBody {
+            empty: inner.is_end_stream(),
+            inner,
+            idle,
+            idle_timer: idle.map(|d| Box::pin(tokio::time::sleep(d))),
+            total_timer: deadline.map(|at| Box::pin(tokio::time::sleep_until(at))),
+            bytes: 0,
+            on_end: Some(on_end),
+        }
+    }
+}
+
+impl<B, F: FnOnce(u64, BodyEnd)> ResponseBody<B, F> {
+    fn finish(&mut self, end: BodyEnd) {
+        if let Some(on_end) = self.on_end.take() {
+            on_end(self.bytes, end);
+        }
+    }
+}
+
+impl<B, F> HttpBody for ResponseBody<B, F>
+where
+    B: HttpBody<Data = Bytes> + Unpin,
+    B::Error: Into<BoxError>,
+    F: FnOnce(u64, BodyEnd) + Unpin,
+{
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        let this = &mut *self;
+        match Pin::new(&mut this.inner).poll_frame(cx) {
+            Poll::Ready(Some(Ok(frame))) => {
+                if let Some(data) = frame.data_ref() {
+                    this.bytes += data.len() as u64;
+                }
+                if let (Some(timer), Some(idle)) = (&mut this.idle_timer, this.idle) {
+                    timer.as_mut().reset(Instant::now() + idle);
+                }
+                // hyper may drop a body without polling past its last frame
+                // once `is_end_stream` is true.
+                if this.inner.is_end_stream() {
+                    this.finish(BodyEnd::Complete);
+                }
+                Poll::Ready(Some(Ok(frame)))
+            }
+            Poll::Ready(Some(Err(e))) => {
+                this.finish(BodyEnd::UpstreamError);
+                Poll::Ready(Some(Err(e.into())))
+            }
+            Poll::Ready(None) => {
+                this.finish(BodyEnd::Complete);
+                Poll::Ready(None)
+            }
+            Poll::Pending => {
+                let timeout = if this
+                    .total_timer
+                    .as_mut()
+                    .is_some_and(|t| t.as_mut().poll(cx).is_ready())
+                {
+                    Some(BodyTimeout::Total)
+                } else if this
+                    .idle_timer
+                    .as_mut()
+                    .is_some_and(|t| t.as_mut().poll(cx).is_ready())
+                {
+                    Some(BodyTimeout::Idle)
+                } else {
+                    None
+                };
+                match timeout {
+                    Some(t) => {
+                        this.finish(BodyEnd::Timeout(t));
+                        Poll::Ready(Some(Err(Box::new(t))))
+                    }
+                    None => Poll::Pending,
+                }
+            }
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+impl<B, F: FnOnce(u64, BodyEnd)> Drop for ResponseBody<B, F> {
+    fn drop(&mut self) {
+        let end = if self.empty {
+            BodyEnd::Complete
+        } else {
+            BodyEnd::Dropped
+        };
+        self.finish(end);
+    }
+}

@@ -1,0 +1,198 @@
+//! Which headers cross the gateway.
+//!
+//! Hop-by-hop headers describe one connection and never cross. Headers that
+//! assert an identity or a client address are removed when a client sends
+//! them, because only the gateway may set them; X-Forwarded-* and
+//! X-Request-Id are kept only from configured trusted sources.
+
+use std::net::SocketAddr;
+
+use http::header::{
+    CONNECTION, CONTENT_LENGTH, HeaderMap, HeaderName, HeaderValue, TE, TRANSFER_ENCODING, UPGRADE,
+};
+
+use crate::policy::admission::canonical;
+
+/// Headers that apply to one connection only (RFC 9110 section 7.6.1, plus
+/// the non-standard Keep-Alive and Proxy-Connection).
+const HOP_BY_HOP: [&str; 9] = [
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "proxy-authenticate",
+    "proxy-authorization",
+    "te",
+    "trailer",
+    "transfer-encoding",
+    "upgrade",
+];
+
+/// Client-address headers that only a trusted source may send.
+const FORWARDED: [&str; 5] = [
+    "x-forwarded-for",
+    "x-forwarded-proto",
+    "x-forwarded-host",
+    "x-real-ip",
+    "forwarded",
+];
+
+/// Identity header prefixes that only the gateway sets.
+const IDENTITY_PREFIXES: [&str; 2] = ["x-auth-request-", "x-postern-"];
+
+pub const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+pub const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+pub const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
+pub const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
+pub const X_AUTH_REQUEST_USER: HeaderName = HeaderName::from_static("x-auth-request-user");
+
+/// Why a request's message framing is rejected.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum FramingError {
+    #[error("the request has both Content-Length and Transfer-Encoding")]
+    LengthAndChunked,
+    #[error("the request has conflicting Content-Length values")]
+    ConflictingLengths,
+    #[error("the request has an invalid Content-Length")]
+    InvalidLength,
+}
+
+/// Rejects ambiguous framing, which two parsers could read as different
+/// requests (request smuggling). hyper already refuses some of these; the
+/// check is repeated here so the rule holds whatever hyper's version does.
+pub fn check_framing(headers: &HeaderMap) -> Result<(), FramingError> {
+    if headers.contains_key(TRANSFER_ENCODING) && headers.contains_key(CONTENT_LENGTH) {
+        return Err(FramingError::LengthAndChunked);
+    }
+    let mut lengths = headers.get_all(CONTENT_LENGTH).iter().flat_map(|v| {
+        v.to_str()
+            .map(|s| s.split(',').map(str::trim).collect::<Vec<_>>())
+            .unwrap_or_else(|_| vec!["invalid"])
+    });
+    if let Some(first) = lengths.next() {
+        if first.is_empty() || !first.bytes().all(|b| b.is_ascii_digit()) {
+            return Err(FramingError::InvalidLength);
+        }
+        if lengths.any(|other| other != first) {
+            return Err(FramingError::ConflictingLengths);
+        }
+    }
+    Ok(())
+}
+
+/// Whether the request asks to become a WebSocket.
+pub fn is_websocket_upgrade(headers: &HeaderMap) -> bool {
+    let upgrade = headers
+        .get(UPGRADE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.eq_ignore_ascii_case("websocket"));
+    upgrade && connection_tokens(headers).any(|t| t.eq_ignore_ascii_case("upgrade"))
+}
+
+fn connection_tokens(headers: &HeaderMap) -> impl Iterator<Item = &str> {
+    headers
+        .get_all(CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(str::trim)
+        .filter(|t| !t.is_empty())
+}
+
+/// Removes hop-by-hop headers, including those named in `Connection`.
+/// `TE: trailers` is kept, because gRPC needs it end to end.
+pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
+    let named: Vec<HeaderName> = connection_tokens(headers)
+        .filter_map(|t| HeaderName::from_bytes(t.as_bytes()).ok())
+        .collect();
+    let keep_te = headers
+        .get_all(TE)
+        .iter()
+        .all(|v| v.as_bytes().eq_ignore_ascii_case(b"trailers"))
+        && headers.contains_key(TE);
+    for name in named {
+        headers.remove(name);
+    }
+    for name in HOP_BY_HOP {
+        if name == "te" && keep_te {
+            continue;
+        }
+        headers.remove(name);
+    }
+}
+
+/// Removes every header that asserts an identity postern vouches for, in
+/// any letter case (header names are case-insensitive and stored lowercase).
+pub fn strip_identity_headers(headers: &mut HeaderMap) {
+    let spoofed: Vec<HeaderName> = headers
+        .keys()
+        .filter(|name| {
+            IDENTITY_PREFIXES
+                .iter()
+                .any(|prefix| name.as_str().starts_with(prefix))
+        })
+        .cloned()
+        .collect();
+    for name in spoofed {
+        headers.remove(name);
+    }
+}
+
+/// What the gateway knows about where a request came from.
+pub struct Origin<'a> {
+    pub client: SocketAddr,
+    /// Whether the client's own forwarding headers are believed.
+    pub trusted: bool,
+    pub tls: bool,
+    pub host: &'a str,
+}
+
+/// Sets X-Forwarded-For, -Proto and -Host. From an untrusted client, any
+/// forwarding headers it sent are dropped first; from a trusted one, the
+/// client address is appended to its X-Forwarded-For and its -Proto and
+/// -Host are kept.
+pub fn set_forwarded(headers: &mut HeaderMap, origin: &Origin<'_>) {
+    let client = canonical(origin.client.ip()).to_string();
+    let mut chain = None;
+    if origin.trusted {
+        let previous: Vec<&str> = headers
+            .get_all(&X_FORWARDED_FOR)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .collect();
+        if !previous.is_empty() {
+            chain = Some(format!("{}, {client}", previous.join(", ")));
+        }
+    } else {
+        for name in FORWARDED {
+            headers.remove(name);
+        }
+    }
+
+    let xff = chain.unwrap_or(client);
+    if let Ok(value) = HeaderValue::from_str(&xff) {
+        headers.insert(X_FORWARDED_FOR, value);
+    }
+    if !headers.contains_key(&X_FORWARDED_PROTO) {
+        let proto = if origin.tls { "https" } else { "http" };
+        headers.insert(X_FORWARDED_PROTO, HeaderValue::from_static(proto));
+    }
+    if !headers.contains_key(&X_FORWARDED_HOST) {
+        if let Ok(value) = HeaderValue::from_str(origin.host) {
+            headers.insert(X_FORWARDED_HOST, value);
+        }
+    }
+}
+
+/// The client's request id if it is trusted and well formed.
+pub fn trusted_request_id(headers: &HeaderMap) -> Option<&str> {
+    let value = headers.get(&X_REQUEST_ID)?.to_str().ok()?;
+    let ok = !value.is_empty()
+        && value.len() <= 128
+        && value
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-_.:".contains(&b));
+    ok.then_some(value)
+}
+
+#[cfg(test)]
+mod tests;

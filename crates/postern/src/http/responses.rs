@@ -1,0 +1,60 @@
+//! Responses that postern writes itself, as short JSON bodies.
+
+use bytes::Bytes;
+use http::header::{CONTENT_TYPE, HeaderValue, WWW_AUTHENTICATE};
+use http::{Response, StatusCode};
+use http_body_util::{BodyExt, Full};
+
+use super::Body;
+
+/// The realm in `WWW-Authenticate` challenges.
+pub const REALM: &str = "postern";
+
+/// A JSON error response: `{"error": code, "message": message}`.
+pub fn json_error(status: StatusCode, code: &str, message: &str) -> Response<Body> {
+    json(
+        status,
+        serde_json::json!({ "error": code, "message": message }),
+    )
+}
+
+/// A JSON response with any body.
+pub fn json(status: StatusCode, value: serde_json::Value) -> Response<Body> {
+    let mut response = Response::new(full(value.to_string()));
+    *response.status_mut() = status;
+    response
+        .headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    response
+}
+
+/// A 401 with a Bearer challenge; `invalid` adds `error="invalid_token"`
+/// (RFC 6750 section 3.1).
+pub fn unauthorized(invalid: bool) -> Response<Body> {
+    let (challenge, message) = if invalid {
+        (
+            format!("Bearer realm=\"{REALM}\", error=\"invalid_token\""),
+            "the gateway credential is not valid",
+        )
+    } else {
+        (
+            format!("Bearer realm=\"{REALM}\""),
+            "a gateway credential is required: send Proxy-Authorization: Bearer <token>",
+        )
+    };
+    let mut response = json_error(StatusCode::UNAUTHORIZED, "unauthorized", message);
+    if let Ok(value) = HeaderValue::from_str(&challenge) {
+        response.headers_mut().insert(WWW_AUTHENTICATE, value);
+    }
+    response
+}
+
+pub fn full(body: impl Into<Bytes>) -> Body {
+    Full::new(body.into())
+        .map_err(|never| match never {})
+        .boxed()
+}
+
+pub fn empty() -> Body {
+    full(Bytes::new())
+}

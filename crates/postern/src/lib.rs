@@ -1,0 +1,36 @@
+//! postern: an ingress gateway with two gates.
+//!
+//! The public gate authenticates every request before it reaches an app. The
+//! private gate asks for no credential and instead admits connections by
+//! network identity: same-VPC workloads, and AWS PrivateLink endpoints named in
+//! a PROXY protocol v2 header.
+//!
+//! Layout:
+//! - [`config`]: the vars file and the endpoints file, parsed and validated
+//!   into plain data, with every problem reported at its file, line and key.
+//! - [`policy`]: pure decisions (connection admission, IAM principals).
+//! - [`routing`]: host normalization and the host-to-app table.
+//! - [`auth`]: public-gate credentials.
+//! - [`net`]: the PROXY protocol reader and byte-level stream helpers.
+//! - [`http`]: header hygiene, framing checks and synthetic responses.
+//! - [`proxy`]: the per-request pipeline and the upstream client.
+//! - [`server`]: listeners, TLS, connection limits and the admin endpoints.
+//! - [`telemetry`]: logging, the access log and metrics.
+//! - [`runtime`]: the live state, reloads and shutdown.
+//! - [`quickstart`]: the embedded demo.
+
+#![forbid(unsafe_code)]
+
+pub mod auth;
+pub mod cli;
+pub mod config;
+pub mod http;
+pub mod net;
+pub mod policy;
+pub mod proxy;
+pub mod quickstart;
+pub mod routing;
+pub mod runtime;
+pub mod server;
+pub mod telemetry;
+pub mod token;

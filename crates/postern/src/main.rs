@@ -1,0 +1,92 @@
+use std::process::ExitCode;
+
+use clap::Parser;
+use postern::cli::{Cli, Command, TokenCommand};
+use postern::runtime::serve::{self, StartError};
+use postern::{quickstart, server, telemetry, token};
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    server::tls::install_crypto_provider();
+    match cli.command {
+        Command::Check { file } => check(&file),
+        Command::Token {
+            command: TokenCommand::New { name },
+        } => match token::new_entry(&name) {
+            Ok(text) => {
+                print!("{text}");
+                ExitCode::SUCCESS
+            }
+            Err(message) => {
+                eprintln!("error: {message}");
+                ExitCode::from(2)
+            }
+        },
+        Command::Serve { config } => {
+            telemetry::init_logging();
+            let _access_log = telemetry::access::init();
+            run(async move { serve::serve(&config, serve::termination_signal(), |_| {}).await })
+        }
+        Command::Quickstart { port } => {
+            telemetry::init_logging();
+            let _access_log = telemetry::access::init();
+            run(quickstart::run(port))
+        }
+    }
+}
+
+fn check(file: &std::path::Path) -> ExitCode {
+    match serve::load(file) {
+        Ok((config, endpoints)) => {
+            let apps = config.enabled_apps().count();
+            let private = match &config.private {
+                Some(p) => format!(
+                    "private gate on {} ({} allowed principals, {} endpoints)",
+                    p.gate.listen,
+                    p.allowed_principals.len(),
+                    endpoints.len()
+                ),
+                None => "private gate disabled".to_owned(),
+            };
+            println!(
+                "{}: valid: {apps} enabled apps, public gate on {}, {private}",
+                file.display(),
+                config.public.listen
+            );
+            ExitCode::SUCCESS
+        }
+        Err(problems) => {
+            eprint!("{problems}");
+            eprintln!("{} problem(s) found", problems.0.len());
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(future: impl std::future::Future<Output = Result<(), StartError>>) -> ExitCode {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("error: cannot start the async runtime: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(future) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(StartError::Config(problems)) => {
+            eprint!("{problems}");
+            eprintln!(
+                "postern did not start: {} problem(s) in the config",
+                problems.0.len()
+            );
+            ExitCode::FAILURE
+        }
+        Err(error) => {
+            eprintln!("postern did not start: {error}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,4 @@
+//! Byte-level connection handling that comes before HTTP.
+
+pub mod prefixed;
+pub mod proxy_header;

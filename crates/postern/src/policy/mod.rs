@@ -1,0 +1,4 @@
+//! Pure decisions: no I/O, no clocks, so every rule can be tested in a table.
+
+pub mod admission;
+pub mod principal;

@@ -1,0 +1,199 @@
+//! Sending a request upstream and shaping the response.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use http::header::{CONNECTION, HOST, HeaderValue, UPGRADE};
+use http::{Request, Response, StatusCode, Uri, Version};
+use http_body_util::BodyExt;
+use hyper::body::Incoming;
+use tokio::time::Instant;
+
+use super::upstream::{UpstreamFailure, describe};
+use super::{ConnectionInfo, Exchange, websocket};
+use crate::auth::Identity;
+use crate::http::body::{BodyEnd, BodyTimeout, CountingBody, ResponseBody};
+use crate::http::headers::{self, Origin};
+use crate::http::responses::json_error;
+use crate::http::{Body, BoxError};
+use crate::routing::Route;
+use crate::telemetry::access::{AccessRecord, millis};
+use crate::telemetry::metrics;
+
+/// Sends the request to the route's upstream and returns its response, or a
+/// 502/504 that says why there is none.
+pub(super) async fn forward(
+    conn: &ConnectionInfo,
+    route: &Arc<Route>,
+    mut parts: http::request::Parts,
+    body: Incoming,
+    exchange: &mut Exchange,
+) -> Response<Body> {
+    let websocket = headers::is_websocket_upgrade(&parts.headers);
+    let client_upgrade = websocket
+        .then(|| parts.extensions.remove::<hyper::upgrade::OnUpgrade>())
+        .flatten();
+
+    let request = match upstream_request(conn, route, &mut parts, body, exchange) {
+        Ok(request) => request,
+        Err(response) => return response,
+    };
+
+    // Wait for response headers, within both the header timeout and what is
+    // left of the total timeout.
+    let mut wait = route.timeouts.response_headers;
+    if let Some(total) = route.timeouts.total {
+        wait = wait.min(total.saturating_sub(exchange.started.elapsed()));
+    }
+    let sent = Instant::now();
+    let outcome = tokio::time::timeout(wait, route.client.request(request)).await;
+    exchange.record.upstream_ms = Some(millis(sent.elapsed()));
+
+    let response = match outcome {
+        Ok(Ok(response)) => response,
+        Ok(Err(error)) => {
+            let failure = UpstreamFailure::classify(&error);
+            tracing::warn!(
+                app = %route.app,
+                upstream = %route.upstream,
+                request_id = %exchange.record.request_id,
+                reason = failure.as_str(),
+                error = %describe(&error),
+                "Upstream request failed"
+            );
+            return upstream_failed(conn, route, exchange, failure);
+        }
+        Err(_elapsed) => {
+            tracing::warn!(
+                app = %route.app,
+                upstream = %route.upstream,
+                request_id = %exchange.record.request_id,
+                timeout = ?wait,
+                "Upstream sent no response headers in time"
+            );
+            return upstream_failed(conn, route, exchange, UpstreamFailure::HeaderTimeout);
+        }
+    };
+
+    if response.status() == StatusCode::SWITCHING_PROTOCOLS {
+        return websocket::tunnel(client_upgrade, response, &exchange.record);
+    }
+    shape_response(response)
+}
+
+/// Builds the upstream request: the route's origin, the normalized host,
+/// cleaned headers and the gateway's own forwarding and identity headers.
+fn upstream_request(
+    conn: &ConnectionInfo,
+    route: &Route,
+    parts: &mut http::request::Parts,
+    body: Incoming,
+    exchange: &Exchange,
+) -> Result<Request<Body>, Response<Body>> {
+    let host = exchange.record.host.clone().unwrap_or_default();
+    let path = parts
+        .uri
+        .path_and_query()
+        .map(|p| p.as_str())
+        .unwrap_or("/");
+    let uri: Uri = format!("http://{}{path}", route.upstream)
+        .parse()
+        .map_err(|_| {
+            json_error(
+                StatusCode::BAD_REQUEST,
+                "bad_request",
+                "invalid request target",
+            )
+        })?;
+
+    let websocket = headers::is_websocket_upgrade(&parts.headers);
+    let mut h = std::mem::take(&mut parts.headers);
+    headers::strip_hop_by_hop(&mut h);
+    headers::strip_identity_headers(&mut h);
+    headers::set_forwarded(
+        &mut h,
+        &Origin {
+            client: conn.admission.client,
+            trusted: conn.forwarded_trusted,
+            tls: conn.tls,
+            host: &host,
+        },
+    );
+    if let Ok(value) = HeaderValue::from_str(&exchange.record.request_id) {
+        h.insert(headers::X_REQUEST_ID, value);
+    }
+    if let Some(identity) = parts.extensions.get::<Identity>() {
+        if let Ok(value) = HeaderValue::from_str(&identity.name) {
+            h.insert(headers::X_AUTH_REQUEST_USER, value);
+        }
+    }
+    if let Ok(value) = HeaderValue::from_str(&host) {
+        h.insert(HOST, value);
+    }
+    if websocket {
+        h.insert(CONNECTION, HeaderValue::from_static("upgrade"));
+        h.insert(UPGRADE, HeaderValue::from_static("websocket"));
+    }
+
+    let body = CountingBody::new(body, exchange.bytes_in.clone()).boxed();
+    let mut request = Request::new(body);
+    *request.method_mut() = parts.method.clone();
+    *request.uri_mut() = uri;
+    *request.version_mut() = Version::HTTP_11;
+    *request.headers_mut() = h;
+    Ok(request)
+}
+
+fn upstream_failed(
+    conn: &ConnectionInfo,
+    route: &Route,
+    exchange: &mut Exchange,
+    failure: UpstreamFailure,
+) -> Response<Body> {
+    metrics::record_upstream_error(conn.gate, &route.app, failure.as_str());
+    exchange.record.decision = "error";
+    exchange.record.reason = failure.as_str();
+    let message = match failure.status() {
+        StatusCode::GATEWAY_TIMEOUT => "the app did not respond in time",
+        _ => "the app could not be reached",
+    };
+    json_error(failure.status(), failure.as_str(), message)
+}
+
+/// Removes hop-by-hop headers from an upstream response.
+fn shape_response(response: Response<Incoming>) -> Response<Body> {
+    let (mut parts, body) = response.into_parts();
+    headers::strip_hop_by_hop(&mut parts.headers);
+    Response::from_parts(parts, body.map_err(BoxError::from).boxed())
+}
+
+/// Wraps a response body so that `on_end` runs once when it ends.
+pub(super) fn log_on_end(
+    response: Response<Body>,
+    idle: Option<Duration>,
+    deadline: Option<Instant>,
+    on_end: impl FnOnce(u64, BodyEnd) + Send + Sync + Unpin + 'static,
+) -> Response<Body> {
+    let (parts, body) = response.into_parts();
+    let body = ResponseBody::new(body, idle, deadline, on_end);
+    Response::from_parts(parts, body.boxed())
+}
+
+/// Records in the access log how a streamed body ended, when it did not end
+/// normally.
+pub(super) fn note_body_end(record: &mut AccessRecord, end: BodyEnd) {
+    let reason = match end {
+        BodyEnd::Complete => return,
+        BodyEnd::Timeout(BodyTimeout::Idle) => "upstream_body_idle_timeout",
+        BodyEnd::Timeout(BodyTimeout::Total) => "total_timeout",
+        BodyEnd::UpstreamError => "upstream_body_error",
+        BodyEnd::Dropped => "client_closed",
+    };
+    if record.decision == "allow" {
+        record.decision = "error";
+    }
+    record.reason = reason;
+    if let (Some(app), BodyEnd::Timeout(_) | BodyEnd::UpstreamError) = (&record.app, end) {
+        metrics::record_upstream_error(record.gate, app, reason);
+    }
+}

@@ -1,0 +1,258 @@
+//! The per-request pipeline, the same on both gates:
+//!
+//! ```text
+//! health check? -> method -> host -> framing -> route -> credential (public)
+//!   -> upstream request (headers cleaned, forwarded, identity set)
+//!   -> response (headers cleaned, body streamed with deadlines) -> access log
+//! ```
+
+mod forward;
+pub mod upstream;
+mod websocket;
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
+use std::time::SystemTime;
+
+use http::{Method, Request, Response, StatusCode};
+use hyper::body::Incoming;
+use tokio::time::Instant;
+
+use crate::auth::{self, AuthError, Identity};
+use crate::http::Body;
+use crate::http::headers::{self, check_framing};
+use crate::http::responses::{json, json_error, unauthorized};
+use crate::policy::admission::{Admission, AdmissionKind, EndpointIdentity, Gate};
+use crate::routing::{Route, request_host};
+use crate::runtime::state::{Snapshot, State};
+use crate::telemetry::access::{AccessRecord, show_addr};
+
+/// What the gateway knows about a client connection.
+#[derive(Debug, Clone)]
+pub struct ConnectionInfo {
+    pub gate: Gate,
+    pub admission: Admission,
+    pub peer: SocketAddr,
+    pub endpoint: Option<EndpointIdentity>,
+    pub tls: bool,
+    /// Whether the client's X-Forwarded-* and X-Request-Id are believed.
+    pub forwarded_trusted: bool,
+}
+
+/// A request on its way through the pipeline.
+struct Exchange {
+    started: Instant,
+    record: AccessRecord,
+    bytes_in: Arc<AtomicU64>,
+}
+
+/// Serves one request.
+/// `done` runs once the response body has ended or been dropped.
+pub async fn handle(
+    state: Arc<State>,
+    conn: Arc<ConnectionInfo>,
+    request: Request<Incoming>,
+    done: impl FnOnce() + Send + Sync + Unpin + 'static,
+) -> Result<Response<Body>, Infallible> {
+    let snapshot = state.snapshot();
+    let (mut parts, body) = request.into_parts();
+    let mut exchange = Exchange::new(&conn, &parts);
+
+    let route = match decide(&state, &snapshot, &conn, &mut parts, &mut exchange.record) {
+        Ok(route) => route,
+        Err(response) => return Ok(exchange.finish(response, None, done)),
+    };
+
+    let response = forward::forward(&conn, &route, parts, body, &mut exchange).await;
+    let timeouts =
+        (response.status() != StatusCode::SWITCHING_PROTOCOLS).then_some(&route.timeouts);
+    Ok(exchange.finish(response, timeouts, done))
+}
+
+/// Runs every check that comes before the upstream, and returns the route or
+/// the response that ends the request here.
+fn decide(
+    state: &State,
+    snapshot: &Snapshot,
+    conn: &ConnectionInfo,
+    parts: &mut http::request::Parts,
+    record: &mut AccessRecord,
+) -> Result<Arc<Route>, Response<Body>> {
+    if conn.admission.kind == AdmissionKind::HealthCheck {
+        return Err(health_check(state, parts, record));
+    }
+
+    if parts.method == Method::CONNECT {
+        record.deny("method_not_allowed");
+        return Err(json_error(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "method_not_allowed",
+            "CONNECT is not supported",
+        ));
+    }
+
+    let host = request_host(parts).map_err(|e| {
+        record.deny("invalid_host");
+        json_error(StatusCode::BAD_REQUEST, "bad_request", &e.to_string())
+    })?;
+    record.host = Some(host.clone());
+
+    check_framing(&parts.headers).map_err(|e| {
+        record.deny("ambiguous_framing");
+        json_error(StatusCode::BAD_REQUEST, "bad_request", &e.to_string())
+    })?;
+
+    let Some(route) = snapshot.routes.lookup(conn.gate, &host) else {
+        record.deny("unknown_host");
+        return Err(json_error(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            "no app is served at this host",
+        ));
+    };
+    record.app = Some(route.app.clone());
+
+    headers::strip_identity_headers(&mut parts.headers);
+    if conn.gate == Gate::Public {
+        let identity = auth::authenticate(&mut parts.headers, &snapshot.tokens).map_err(|e| {
+            record.deny(e.as_str());
+            unauthorized(e == AuthError::Invalid)
+        })?;
+        record.set_identity(&identity);
+        parts.extensions.insert(identity);
+    }
+
+    record.decision = "allow";
+    record.reason = "authorized";
+    Ok(route.clone())
+}
+
+/// Answers the balancer's health check on a LOCAL connection: `/healthz`
+/// only, and never an app.
+fn health_check(
+    state: &State,
+    parts: &http::request::Parts,
+    record: &mut AccessRecord,
+) -> Response<Body> {
+    if parts.uri.path() != "/healthz" {
+        record.deny("health_check_only");
+        return json_error(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            "this connection may only reach /healthz",
+        );
+    }
+    record.decision = "allow";
+    record.reason = "health_check";
+    if state.is_draining() {
+        json_error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "draining",
+            "the gateway is shutting down",
+        )
+    } else {
+        json(StatusCode::OK, serde_json::json!({ "status": "ok" }))
+    }
+}
+
+// === impl Exchange ===
+
+impl Exchange {
+    fn new(conn: &ConnectionInfo, parts: &http::request::Parts) -> Self {
+        let request_id = conn
+            .forwarded_trusted
+            .then(|| headers::trusted_request_id(&parts.headers).map(str::to_owned))
+            .flatten()
+            .unwrap_or_else(new_request_id);
+        let record = AccessRecord {
+            time: SystemTime::now(),
+            gate: conn.gate,
+            app: None,
+            method: parts.method.to_string(),
+            host: None,
+            path: parts.uri.path().to_owned(),
+            protocol: protocol(parts.version),
+            status: 0,
+            bytes_in: 0,
+            bytes_out: 0,
+            duration_ms: 0.0,
+            upstream_ms: None,
+            client_addr: show_addr(conn.admission.client),
+            peer_addr: show_addr(conn.peer),
+            endpoint_id: conn.endpoint.as_ref().map(|e| e.id.clone()),
+            endpoint_owner: conn.endpoint.as_ref().map(|e| e.owner.clone()),
+            identity: None,
+            auth_method: None,
+            request_id,
+            decision: "deny",
+            reason: "",
+        };
+        Exchange {
+            started: Instant::now(),
+            record,
+            bytes_in: Arc::new(AtomicU64::new(0)),
+        }
+    }
+
+    /// Wraps the response body so that the access log line is written when
+    /// the body ends, with the final byte counts and duration.
+    fn finish(
+        self,
+        mut response: Response<Body>,
+        timeouts: Option<&crate::config::AppTimeouts>,
+        done: impl FnOnce() + Send + Sync + Unpin + 'static,
+    ) -> Response<Body> {
+        let Exchange {
+            started,
+            mut record,
+            bytes_in,
+        } = self;
+        record.status = response.status().as_u16();
+        if let Ok(value) = http::HeaderValue::from_str(&record.request_id) {
+            response.headers_mut().insert(headers::X_REQUEST_ID, value);
+        }
+
+        let idle = timeouts.map(|t| t.body_idle);
+        let deadline = timeouts.and_then(|t| t.total).map(|total| started + total);
+        forward::log_on_end(response, idle, deadline, move |bytes_out, end| {
+            record.bytes_out = bytes_out;
+            record.bytes_in = bytes_in.load(std::sync::atomic::Ordering::Relaxed);
+            record.duration_ms = crate::telemetry::access::millis(started.elapsed());
+            forward::note_body_end(&mut record, end);
+            record.emit();
+            done();
+        })
+    }
+}
+
+// === impl AccessRecord ===
+
+impl AccessRecord {
+    fn deny(&mut self, reason: &'static str) {
+        self.decision = "deny";
+        self.reason = reason;
+    }
+
+    fn set_identity(&mut self, identity: &Identity) {
+        self.identity = Some(identity.name.clone());
+        self.auth_method = Some(identity.method);
+    }
+}
+
+fn protocol(version: http::Version) -> &'static str {
+    match version {
+        http::Version::HTTP_09 => "HTTP/0.9",
+        http::Version::HTTP_10 => "HTTP/1.0",
+        http::Version::HTTP_11 => "HTTP/1.1",
+        http::Version::HTTP_2 => "HTTP/2",
+        http::Version::HTTP_3 => "HTTP/3",
+        _ => "HTTP/?",
+    }
+}
+
+/// A random 128-bit request id in hex.
+fn new_request_id() -> String {
+    hex::encode(rand::random::<[u8; 16]>())
+}

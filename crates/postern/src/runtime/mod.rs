@@ -1,0 +1,5 @@
+//! The running gateway: its live state, reloads and shutdown.
+
+pub mod reload;
+pub mod serve;
+pub mod state;

@@ -1,0 +1,201 @@
+//! Reloading the vars and endpoints files on SIGHUP and on change.
+//!
+//! A file that fails validation is logged problem by problem and the running
+//! state stays. Each outcome is a log line and a metric.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use notify::{RecommendedWatcher, RecursiveMode, Watcher};
+use tokio::sync::mpsc;
+
+use super::state::{Snapshot, State, endpoints_path, load_endpoints};
+use crate::config::{Config, Endpoints};
+use crate::telemetry::metrics;
+
+/// Quiet period after a file event before reloading, so an editor's or a
+/// ConfigMap's several writes turn into one reload.
+const DEBOUNCE: Duration = Duration::from_millis(250);
+
+/// What triggers a reload.
+#[derive(Debug, Clone, Copy)]
+pub enum Trigger {
+    Signal,
+    FileChanged,
+}
+
+/// Reloads the vars file and then the endpoints file it names.
+pub fn reload(state: &State, vars: &Path, trigger: Trigger) {
+    let running = state.snapshot();
+    match Config::load(vars) {
+        Err(problems) => {
+            for problem in &problems.0 {
+                tracing::error!(file = %problem.file.display(), line = problem.line, column = problem.column, key = %problem.path, problem = %problem.message, "Config problem");
+            }
+            metrics::record_reload("vars", "rejected");
+            tracing::error!(file = %vars.display(), ?trigger, problems = problems.0.len(), "Config reload rejected; the running config stays");
+        }
+        Ok(config) => {
+            warn_about_restart_only_changes(&running.config, &config);
+            match Snapshot::new(config) {
+                Ok(snapshot) => {
+                    state.replace_snapshot(snapshot);
+                    metrics::record_reload("vars", "applied");
+                    tracing::info!(file = %vars.display(), ?trigger, "Config reload applied");
+                }
+                Err(error) => {
+                    metrics::record_reload("vars", "rejected");
+                    tracing::error!(file = %vars.display(), %error, "Config reload rejected; the running config stays");
+                }
+            }
+        }
+    }
+    reload_endpoints(state);
+}
+
+/// Reloads the endpoints file of the running config.
+pub fn reload_endpoints(state: &State) {
+    let snapshot = state.snapshot();
+    let Some(path) = endpoints_path(&snapshot.config) else {
+        state.replace_endpoints(Endpoints::default());
+        return;
+    };
+    match load_endpoints(&snapshot.config) {
+        Ok(endpoints) => {
+            metrics::set_endpoints_loaded(endpoints.len());
+            state.replace_endpoints(endpoints);
+            metrics::record_reload("endpoints", "applied");
+            tracing::info!(file = %path.display(), "Endpoints file loaded");
+        }
+        Err(problems) => {
+            for problem in &problems.0 {
+                tracing::error!(file = %problem.file.display(), line = problem.line, column = problem.column, key = %problem.path, problem = %problem.message, "Endpoints file problem");
+            }
+            metrics::record_reload("endpoints", "rejected");
+            tracing::error!(file = %path.display(), "Endpoints reload rejected; the running list stays");
+        }
+    }
+}
+
+fn warn_about_restart_only_changes(running: &Config, new: &Config) {
+    let private_listen = |c: &Config| c.private.as_ref().map(|p| p.gate.listen);
+    let changed = [
+        (
+            "gateways.public.listen",
+            running.public.listen != new.public.listen,
+        ),
+        (
+            "gateways.private.listen",
+            private_listen(running) != private_listen(new),
+        ),
+        ("gateways.admin.listen", running.admin != new.admin),
+        (
+            "limits.max_connections",
+            running.limits.max_connections != new.limits.max_connections,
+        ),
+    ];
+    for (key, changed) in changed {
+        if changed {
+            tracing::warn!(
+                key,
+                "This setting changed but takes effect only after a restart"
+            );
+        }
+    }
+    if running.private.is_none() && new.private.is_some() {
+        tracing::warn!("The private gate was enabled; its listener opens only after a restart");
+    }
+}
+
+/// Watches the folders of the vars and endpoints files and sends a message
+/// after each burst of changes. Folders are watched, not files, because
+/// GitOps tools and Kubernetes ConfigMaps replace files by renaming.
+pub fn watch(files: Vec<PathBuf>) -> notify::Result<(RecommendedWatcher, mpsc::Receiver<()>)> {
+    let (events_tx, mut events_rx) = mpsc::unbounded_channel::<()>();
+    // Any change in a watched folder counts: a ConfigMap update shows up
+    // as renames of hidden entries, not as a write to the file itself.
+    let mut watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
+        if let Ok(event) = event {
+            if !event.kind.is_access() {
+                let _ = events_tx.send(());
+            }
+        }
+    })?;
+    let mut folders: Vec<PathBuf> = files
+        .iter()
+        .map(|f| {
+            f.parent()
+                .map(Path::to_path_buf)
+                .unwrap_or_else(|| ".".into())
+        })
+        .collect();
+    folders.sort();
+    folders.dedup();
+    for folder in &folders {
+        let folder = if folder.as_os_str().is_empty() {
+            Path::new(".")
+        } else {
+            folder
+        };
+        watcher.watch(folder, RecursiveMode::NonRecursive)?;
+    }
+
+    let (debounced_tx, debounced_rx) = mpsc::channel(1);
+    tokio::spawn(async move {
+        while events_rx.recv().await.is_some() {
+            // Wait until the burst is over.
+            while let Ok(Some(())) = tokio::time::timeout(DEBOUNCE, events_rx.recv()).await {}
+            let _ = debounced_tx.try_send(());
+        }
+    });
+    Ok((watcher, debounced_rx))
+}
+
+/// Reloads on every SIGHUP and debounced file change until the process ends.
+pub async fn run(state: Arc<State>, vars: PathBuf) {
+    let mut hangup = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) {
+        Ok(signal) => Some(signal),
+        Err(error) => {
+            tracing::warn!(%error, "SIGHUP handler could not be installed");
+            None
+        }
+    };
+
+    let mut watched = watched_files(&state, &vars);
+    let (mut watcher, mut changes) = start_watch(&watched);
+    loop {
+        let trigger = tokio::select! {
+            Some(()) = async { hangup.as_mut()?.recv().await } => Trigger::Signal,
+            Some(()) = async { changes.as_mut()?.recv().await } => Trigger::FileChanged,
+            else => return,
+        };
+        reload(&state, &vars, trigger);
+
+        // The endpoints file may have moved; watch what the new config names.
+        let now = watched_files(&state, &vars);
+        if now != watched {
+            drop(watcher);
+            (watcher, changes) = start_watch(&now);
+            watched = now;
+        }
+    }
+}
+
+fn watched_files(state: &State, vars: &Path) -> Vec<PathBuf> {
+    let mut files = vec![vars.to_path_buf()];
+    if let Some(path) = endpoints_path(&state.snapshot().config) {
+        files.push(path.to_path_buf());
+    }
+    files
+}
+
+fn start_watch(files: &[PathBuf]) -> (Option<RecommendedWatcher>, Option<mpsc::Receiver<()>>) {
+    match watch(files.to_vec()) {
+        Ok((watcher, changes)) => (Some(watcher), Some(changes)),
+        Err(error) => {
+            tracing::warn!(%error, "File watching is unavailable; reload with SIGHUP");
+            (None, None)
+        }
+    }
+}

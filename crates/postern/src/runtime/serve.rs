@@ -1,0 +1,184 @@
+//! `postern serve`: run the gates a vars file describes until SIGTERM or
+//! SIGINT, then drain.
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio_util::task::TaskTracker;
+
+use super::reload;
+use super::state::{Snapshot, State, load_endpoints};
+use crate::config::{Config, Problems};
+use crate::policy::admission::Gate;
+use crate::server::admin;
+use crate::server::listener::GateListener;
+use crate::telemetry::metrics;
+
+/// Why the gateway could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("{0}")]
+    Config(Problems),
+    #[error("cannot listen on {addr} for {what}: {source}; free the port or change {key}")]
+    Bind {
+        what: &'static str,
+        key: &'static str,
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("{0}")]
+    Tls(String),
+}
+
+/// The addresses a running gateway listens on (useful when a config asks
+/// for port 0).
+#[derive(Debug, Clone)]
+pub struct Bound {
+    pub public: SocketAddr,
+    pub private: Option<SocketAddr>,
+    pub admin: SocketAddr,
+}
+
+/// Loads the vars file and its endpoints file, or returns every problem.
+pub fn load(vars: &Path) -> Result<(Config, crate::config::Endpoints), Problems> {
+    let config = Config::load(vars)?;
+    let endpoints = load_endpoints(&config)?;
+    Ok((config, endpoints))
+}
+
+/// Runs the gateway until `stop` resolves, then drains.
+pub async fn serve(
+    vars: &Path,
+    stop: impl std::future::Future<Output = ()>,
+    on_bound: impl FnOnce(&Bound),
+) -> Result<(), StartError> {
+    let (config, endpoints) = load(vars).map_err(StartError::Config)?;
+    metrics::install();
+    metrics::set_endpoints_loaded(endpoints.len());
+
+    let limits = config.limits;
+    let public_addr = config.public.listen;
+    let private_addr = config.private.as_ref().map(|p| p.gate.listen);
+    let admin_addr = config.admin;
+    let snapshot = Snapshot::new(config).map_err(StartError::Tls)?;
+    let state = Arc::new(State::new(snapshot, endpoints));
+
+    // Bind everything before serving anything, so a port conflict stops
+    // the start cleanly.
+    let public = GateListener::bind(Gate::Public, public_addr)
+        .await
+        .map_err(|source| {
+            bind_error(
+                "the public gate",
+                "gateways.public.listen",
+                public_addr,
+                source,
+            )
+        })?;
+    let private =
+        match private_addr {
+            Some(addr) => Some(GateListener::bind(Gate::Private, addr).await.map_err(
+                |source| bind_error("the private gate", "gateways.private.listen", addr, source),
+            )?),
+            None => None,
+        };
+    let admin_listener = TcpListener::bind(admin_addr).await.map_err(|source| {
+        bind_error(
+            "the admin endpoints",
+            "gateways.admin.listen",
+            admin_addr,
+            source,
+        )
+    })?;
+
+    let bound = Bound {
+        public: public.local_addr().unwrap_or(public_addr),
+        private: private
+            .as_ref()
+            .map(|p| p.local_addr().unwrap_or(public_addr)),
+        admin: admin_listener.local_addr().unwrap_or(admin_addr),
+    };
+    tracing::info!(
+        public = %bound.public,
+        private = ?bound.private,
+        admin = %bound.admin,
+        version = env!("CARGO_PKG_VERSION"),
+        "postern started"
+    );
+    on_bound(&bound);
+
+    let (shutdown_tx, shutdown_rx) = watch::channel(false);
+    let tracker = TaskTracker::new();
+    let mut gates = Vec::new();
+    for listener in std::iter::once(public).chain(private) {
+        let task = listener.run(
+            state.clone(),
+            limits.max_connections,
+            tracker.clone(),
+            shutdown_rx.clone(),
+        );
+        gates.push(tokio::spawn(task));
+    }
+    let admin_task = tokio::spawn(admin::run(
+        admin_listener,
+        state.clone(),
+        shutdown_rx.clone(),
+    ));
+    let reload_task = tokio::spawn(reload::run(state.clone(), vars.to_path_buf()));
+
+    stop.await;
+
+    // Drain: report not ready, stop accepting, ask every connection to
+    // finish its in-flight requests, and wait up to the grace period.
+    tracing::info!(grace_period = ?limits.shutdown_grace_period, "Shutting down; draining connections");
+    state.start_draining();
+    reload_task.abort();
+    let _ = shutdown_tx.send(true);
+    for gate in gates {
+        let _ = gate.await;
+    }
+    tracker.close();
+    let open = tracker.len();
+    if tokio::time::timeout(limits.shutdown_grace_period, tracker.wait())
+        .await
+        .is_err()
+    {
+        tracing::warn!(
+            connections = tracker.len(),
+            "Grace period over; closing the remaining connections"
+        );
+    } else {
+        tracing::info!(drained = open, "All connections drained");
+    }
+    admin_task.abort();
+    tracing::info!("postern stopped");
+    Ok(())
+}
+
+fn bind_error(
+    what: &'static str,
+    key: &'static str,
+    addr: SocketAddr,
+    source: std::io::Error,
+) -> StartError {
+    StartError::Bind {
+        what,
+        key,
+        addr,
+        source,
+    }
+}
+
+/// Resolves on the first SIGTERM or SIGINT.
+pub async fn termination_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate()).expect("installing a SIGTERM handler");
+    let mut int = signal(SignalKind::interrupt()).expect("installing a SIGINT handler");
+    tokio::select! {
+        _ = term.recv() => tracing::info!(signal = "SIGTERM", "Signal received"),
+        _ = int.recv() => tracing::info!(signal = "SIGINT", "Signal received"),
+    }
+}

@@ -1,0 +1,98 @@
+//! The access log: one JSON line per request, the same schema on both gates.
+
+use std::io::Write;
+use std::net::SocketAddr;
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, SystemTime};
+
+use serde::Serialize;
+use tracing_appender::non_blocking::{NonBlocking, NonBlockingBuilder, WorkerGuard};
+
+use crate::policy::admission::{Gate, canonical};
+
+static WRITER: OnceLock<NonBlocking> = OnceLock::new();
+
+/// One request as the access log records it. Never holds a credential.
+#[derive(Debug, Clone, Serialize)]
+pub struct AccessRecord {
+    #[serde(serialize_with = "rfc3339")]
+    pub time: SystemTime,
+    pub gate: Gate,
+    /// The app, or `null` when no app matched.
+    pub app: Option<Arc<str>>,
+    pub method: String,
+    pub host: Option<String>,
+    /// The path without the query, whose values may be secret.
+    pub path: String,
+    pub protocol: &'static str,
+    pub status: u16,
+    pub bytes_in: u64,
+    pub bytes_out: u64,
+    pub duration_ms: f64,
+    /// Time from sending the request upstream to its response headers.
+    pub upstream_ms: Option<f64>,
+    pub client_addr: String,
+    pub peer_addr: String,
+    pub endpoint_id: Option<String>,
+    pub endpoint_owner: Option<String>,
+    pub identity: Option<Arc<str>>,
+    pub auth_method: Option<&'static str>,
+    pub request_id: String,
+    /// `allow`, `deny` or `error`.
+    pub decision: &'static str,
+    /// Why the gateway decided as it did, as a fixed code.
+    pub reason: &'static str,
+}
+
+impl Serialize for Gate {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.as_str())
+    }
+}
+
+fn rfc3339<S: serde::Serializer>(time: &SystemTime, s: S) -> Result<S::Ok, S::Error> {
+    s.collect_str(&humantime::format_rfc3339_millis(*time))
+}
+
+/// Shows an address with IPv4-mapped IPv6 written as plain IPv4.
+pub fn show_addr(addr: SocketAddr) -> String {
+    SocketAddr::new(canonical(addr.ip()), addr.port()).to_string()
+}
+
+pub fn millis(d: Duration) -> f64 {
+    (d.as_secs_f64() * 1_000_000.0).round() / 1000.0
+}
+
+/// Starts the access log writer on stdout. Keep the guard alive until exit
+/// so buffered lines are flushed.
+pub fn init() -> WorkerGuard {
+    let (writer, guard) = NonBlockingBuilder::default()
+        .lossy(false)
+        .thread_name("postern-access-log")
+        .finish(std::io::stdout());
+    let _ = WRITER.set(writer);
+    guard
+}
+
+// === impl AccessRecord ===
+
+impl AccessRecord {
+    /// Writes the record to the access log and updates the request metrics.
+    pub fn emit(&self) {
+        super::metrics::record_request(self);
+
+        let Some(writer) = WRITER.get() else {
+            return;
+        };
+        let mut line = match serde_json::to_vec(self) {
+            Ok(line) => line,
+            Err(e) => {
+                tracing::warn!(error = %e, "Access log record could not be encoded");
+                return;
+            }
+        };
+        line.push(b'\n');
+        // A clone shares the writer's channel; each line is one message.
+        let _ = writer.clone().write_all(&line);
+    }
+}
