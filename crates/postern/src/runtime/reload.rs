@@ -113,13 +113,24 @@ fn warn_about_restart_only_changes(running: &Config, new: &Config) {
 /// GitOps tools and Kubernetes ConfigMaps replace files by renaming.
 pub fn watch(files: Vec<PathBuf>) -> notify::Result<(RecommendedWatcher, mpsc::Receiver<()>)> {
     let (events_tx, mut events_rx) = mpsc::unbounded_channel::<()>();
-    // Any change in a watched folder counts: a ConfigMap update shows up
-    // as renames of hidden entries, not as a write to the file itself.
+    // A change counts when it touches a watched file's name, or a hidden
+    // `..` entry: a ConfigMap update shows up as renames of `..data` and
+    // timestamped folders, not as a write to the file itself.
+    let names: Vec<std::ffi::OsString> = files
+        .iter()
+        .filter_map(|f| f.file_name().map(|n| n.to_os_string()))
+        .collect();
     let mut watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
-        if let Ok(event) = event {
-            if !event.kind.is_access() {
-                let _ = events_tx.send(());
-            }
+        let Ok(event) = event else {
+            return;
+        };
+        let relevant = event.paths.iter().any(|path| {
+            path.file_name().is_some_and(|name| {
+                names.iter().any(|n| n == name) || name.to_string_lossy().starts_with("..")
+            })
+        });
+        if relevant && !event.kind.is_access() {
+            let _ = events_tx.send(());
         }
     })?;
     let mut folders: Vec<PathBuf> = files
