@@ -31,6 +31,8 @@ pub enum StartError {
     },
     #[error("{0}")]
     Tls(String),
+    #[error("{0}")]
+    Setup(String),
 }
 
 /// The addresses a running gateway listens on (useful when a config asks

@@ -1,0 +1,91 @@
+//! A stand-in for the AWS network load balancer in front of the private
+//! gate: it accepts on loopback, connects to the gate from the balancer's
+//! address, and prepends a PROXY v2 header naming a VPC endpoint.
+
+use std::net::SocketAddr;
+
+use ppp::v2::{Builder, Command, Protocol, Version};
+use tokio::io::AsyncWriteExt;
+use tokio::net::{TcpListener, TcpSocket, TcpStream};
+
+use crate::net::proxy_header::{PP2_SUBTYPE_AWS_VPCE_ID, PP2_TYPE_AWS};
+
+/// One simulated balancer listener.
+#[derive(Debug, Clone)]
+pub struct Balancer {
+    /// The balancer's own address, which the gate trusts.
+    pub source_ip: std::net::IpAddr,
+    /// The private gate.
+    pub target: SocketAddr,
+    /// The VPC endpoint the traffic appears to come through.
+    pub endpoint_id: String,
+}
+
+/// Builds a PROXY v2 header for a TCP connection from `client` to `server`
+/// with the AWS VPC endpoint TLV.
+pub fn header(
+    client: SocketAddr,
+    server: SocketAddr,
+    endpoint_id: &str,
+) -> std::io::Result<Vec<u8>> {
+    let mut tlv = vec![PP2_SUBTYPE_AWS_VPCE_ID];
+    tlv.extend_from_slice(endpoint_id.as_bytes());
+    let addresses = match (client, server) {
+        (SocketAddr::V4(c), SocketAddr::V4(s)) => {
+            ppp::v2::Addresses::from(ppp::v2::IPv4::new(*c.ip(), *s.ip(), c.port(), s.port()))
+        }
+        (c, s) => ppp::v2::Addresses::from(ppp::v2::IPv6::new(
+            to_v6(c.ip()),
+            to_v6(s.ip()),
+            c.port(),
+            s.port(),
+        )),
+    };
+    Builder::with_addresses(Version::Two | Command::Proxy, Protocol::Stream, addresses)
+        .write_tlv(PP2_TYPE_AWS, &tlv)?
+        .build()
+}
+
+fn to_v6(ip: std::net::IpAddr) -> std::net::Ipv6Addr {
+    match ip {
+        std::net::IpAddr::V4(v4) => v4.to_ipv6_mapped(),
+        std::net::IpAddr::V6(v6) => v6,
+    }
+}
+
+/// Relays every accepted connection to the gate until the process ends.
+pub async fn serve(listener: TcpListener, balancer: Balancer) {
+    loop {
+        let Ok((client, client_addr)) = listener.accept().await else {
+            continue;
+        };
+        let balancer = balancer.clone();
+        tokio::spawn(async move {
+            if let Err(error) = relay(client, client_addr, &balancer).await {
+                tracing::debug!(%error, "Demo balancer relay ended");
+            }
+        });
+    }
+}
+
+async fn relay(
+    mut client: TcpStream,
+    client_addr: SocketAddr,
+    balancer: &Balancer,
+) -> std::io::Result<()> {
+    let socket = match balancer.source_ip {
+        std::net::IpAddr::V4(_) => TcpSocket::new_v4()?,
+        std::net::IpAddr::V6(_) => TcpSocket::new_v6()?,
+    };
+    socket.bind(SocketAddr::new(balancer.source_ip, 0))?;
+    let mut upstream = socket.connect(balancer.target).await?;
+    upstream
+        .write_all(&header(
+            client_addr,
+            balancer.target,
+            &balancer.endpoint_id,
+        )?)
+        .await?;
+    tokio::io::copy_bidirectional(&mut client, &mut upstream).await?;
+    Ok(())
+}
