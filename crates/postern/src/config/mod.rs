@@ -23,13 +23,16 @@ use crate::policy::principal::Principal;
 /// Default time a trusted source has to send its whole PROXY header.
 pub const DEFAULT_PROXY_HEADER_TIMEOUT: Duration = Duration::from_secs(3);
 /// Default cap on open client connections per gate.
-pub const DEFAULT_MAX_CONNECTIONS: usize = 20_000;
+pub const DEFAULT_MAX_CONNECTIONS: usize = 10_000;
 /// Default cap on the size of a request's header section.
 pub const DEFAULT_MAX_HEADER_BYTES: usize = 64 * 1024;
-/// Default time a client has to send a complete request header section.
-pub const DEFAULT_HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
-/// Default time an idle client keep-alive connection stays open.
-pub const DEFAULT_CLIENT_IDLE_TIMEOUT: Duration = Duration::from_secs(75);
+/// Default time a client has to send a complete request header section
+/// (hyper's own default). On HTTP/1.1, hyper starts this timer as soon as a
+/// keep-alive connection waits for its next request, so it also closes idle
+/// HTTP/1.1 connections.
+pub const DEFAULT_HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
+/// Default time a client connection with no request in flight stays open.
+pub const DEFAULT_CLIENT_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 /// Default time in-flight requests get to finish after SIGTERM.
 pub const DEFAULT_SHUTDOWN_GRACE_PERIOD: Duration = Duration::from_secs(30);
 /// Default time to open a TCP connection to an upstream.

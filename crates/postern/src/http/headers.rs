@@ -176,10 +176,10 @@ pub fn set_forwarded(headers: &mut HeaderMap, origin: &Origin<'_>) {
         let proto = if origin.tls { "https" } else { "http" };
         headers.insert(X_FORWARDED_PROTO, HeaderValue::from_static(proto));
     }
-    if !headers.contains_key(&X_FORWARDED_HOST) {
-        if let Ok(value) = HeaderValue::from_str(origin.host) {
-            headers.insert(X_FORWARDED_HOST, value);
-        }
+    if !headers.contains_key(&X_FORWARDED_HOST)
+        && let Ok(value) = HeaderValue::from_str(origin.host)
+    {
+        headers.insert(X_FORWARDED_HOST, value);
     }
 }
 

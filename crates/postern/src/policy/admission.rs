@@ -187,7 +187,7 @@ impl Rules {
         if endpoint.state != EndpointState::Available {
             return Err(Refusal::EndpointNotAvailable);
         }
-        if !self.allowed_accounts.iter().any(|a| *a == endpoint.owner) {
+        if !self.allowed_accounts.contains(&endpoint.owner) {
             return Err(Refusal::EndpointOwnerNotAllowed);
         }
         let client = source.ok_or(Refusal::ProxyHeaderMalformed)?;

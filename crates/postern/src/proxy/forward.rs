@@ -36,7 +36,7 @@ pub(super) async fn forward(
 
     let request = match upstream_request(conn, route, &mut parts, body, exchange) {
         Ok(request) => request,
-        Err(response) => return response,
+        Err(response) => return *response,
     };
 
     // Wait for response headers, within both the header timeout and what is
@@ -89,7 +89,7 @@ fn upstream_request(
     parts: &mut http::request::Parts,
     body: Incoming,
     exchange: &Exchange,
-) -> Result<Request<Body>, Response<Body>> {
+) -> Result<Request<Body>, Box<Response<Body>>> {
     let host = exchange.record.host.clone().unwrap_or_default();
     let path = parts
         .uri
@@ -122,10 +122,10 @@ fn upstream_request(
     if let Ok(value) = HeaderValue::from_str(&exchange.record.request_id) {
         h.insert(headers::X_REQUEST_ID, value);
     }
-    if let Some(identity) = parts.extensions.get::<Identity>() {
-        if let Ok(value) = HeaderValue::from_str(&identity.name) {
-            h.insert(headers::X_AUTH_REQUEST_USER, value);
-        }
+    if let Some(identity) = parts.extensions.get::<Identity>()
+        && let Ok(value) = HeaderValue::from_str(&identity.name)
+    {
+        h.insert(headers::X_AUTH_REQUEST_USER, value);
     }
     if let Ok(value) = HeaderValue::from_str(&host) {
         h.insert(HOST, value);

@@ -13,7 +13,7 @@ mod websocket;
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::AtomicU64;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::SystemTime;
 
 use http::{Method, Request, Response, StatusCode};
@@ -39,6 +39,13 @@ pub struct ConnectionInfo {
     pub tls: bool,
     /// Whether the client's X-Forwarded-* and X-Request-Id are believed.
     pub forwarded_trusted: bool,
+    /// The number of the first request on this connection whose head had
+    /// both Content-Length and Transfer-Encoding, or 0 (see
+    /// [`crate::net::framing`]).
+    pub ambiguous_framing: Arc<AtomicU64>,
+    /// Requests seen on this connection, to match against
+    /// `ambiguous_framing`.
+    pub requests: Arc<AtomicU64>,
 }
 
 /// A request on its way through the pipeline.
@@ -62,7 +69,7 @@ pub async fn handle(
 
     let route = match decide(&state, &snapshot, &conn, &mut parts, &mut exchange.record) {
         Ok(route) => route,
-        Err(response) => return Ok(exchange.finish(response, None, done)),
+        Err(response) => return Ok(exchange.finish(*response, None, done)),
     };
 
     let response = forward::forward(&conn, &route, parts, body, &mut exchange).await;
@@ -79,38 +86,63 @@ fn decide(
     conn: &ConnectionInfo,
     parts: &mut http::request::Parts,
     record: &mut AccessRecord,
-) -> Result<Arc<Route>, Response<Body>> {
+) -> Result<Arc<Route>, Box<Response<Body>>> {
     if conn.admission.kind == AdmissionKind::HealthCheck {
-        return Err(health_check(state, parts, record));
+        return Err(Box::new(health_check(state, parts, record)));
     }
 
     if parts.method == Method::CONNECT {
         record.deny("method_not_allowed");
-        return Err(json_error(
+        return Err(Box::new(json_error(
             StatusCode::METHOD_NOT_ALLOWED,
             "method_not_allowed",
             "CONNECT is not supported",
-        ));
+        )));
+    }
+
+    let number = conn.requests.fetch_add(1, Ordering::SeqCst) + 1;
+    if parts.version < http::Version::HTTP_2
+        && conn.ambiguous_framing.load(Ordering::SeqCst) == number
+    {
+        record.deny("ambiguous_framing");
+        let mut response = json_error(
+            StatusCode::BAD_REQUEST,
+            "bad_request",
+            "the request has both Content-Length and Transfer-Encoding",
+        );
+        response.headers_mut().insert(
+            http::header::CONNECTION,
+            http::HeaderValue::from_static("close"),
+        );
+        return Err(Box::new(response));
     }
 
     let host = request_host(parts).map_err(|e| {
         record.deny("invalid_host");
-        json_error(StatusCode::BAD_REQUEST, "bad_request", &e.to_string())
+        Box::new(json_error(
+            StatusCode::BAD_REQUEST,
+            "bad_request",
+            &e.to_string(),
+        ))
     })?;
     record.host = Some(host.clone());
 
     check_framing(&parts.headers).map_err(|e| {
         record.deny("ambiguous_framing");
-        json_error(StatusCode::BAD_REQUEST, "bad_request", &e.to_string())
+        Box::new(json_error(
+            StatusCode::BAD_REQUEST,
+            "bad_request",
+            &e.to_string(),
+        ))
     })?;
 
     let Some(route) = snapshot.routes.lookup(conn.gate, &host) else {
         record.deny("unknown_host");
-        return Err(json_error(
+        return Err(Box::new(json_error(
             StatusCode::NOT_FOUND,
             "not_found",
             "no app is served at this host",
-        ));
+        )));
     };
     record.app = Some(route.app.clone());
 
@@ -118,7 +150,7 @@ fn decide(
     if conn.gate == Gate::Public {
         let identity = auth::authenticate(&mut parts.headers, &snapshot.tokens).map_err(|e| {
             record.deny(e.as_str());
-            unauthorized(e == AuthError::Invalid)
+            Box::new(unauthorized(e == AuthError::Invalid))
         })?;
         record.set_identity(&identity);
         parts.extensions.insert(identity);
@@ -218,7 +250,7 @@ impl Exchange {
         let deadline = timeouts.and_then(|t| t.total).map(|total| started + total);
         forward::log_on_end(response, idle, deadline, move |bytes_out, end| {
             record.bytes_out = bytes_out;
-            record.bytes_in = bytes_in.load(std::sync::atomic::Ordering::Relaxed);
+            record.bytes_in = bytes_in.load(Ordering::Relaxed);
             record.duration_ms = crate::telemetry::access::millis(started.elapsed());
             forward::note_body_end(&mut record, end);
             record.emit();

@@ -62,6 +62,7 @@ pub async fn serve(
     metrics::set_endpoints_loaded(endpoints.len());
 
     let limits = config.limits;
+    raise_open_file_limit(limits.max_connections);
     let public_addr = config.public.listen;
     let private_addr = config.private.as_ref().map(|p| p.gate.listen);
     let admin_addr = config.admin;
@@ -105,7 +106,7 @@ pub async fn serve(
     };
     tracing::info!(
         public = %bound.public,
-        private = ?bound.private,
+        private = %bound.private.map(|a| a.to_string()).unwrap_or_else(|| "disabled".into()),
         admin = %bound.admin,
         version = env!("CARGO_PKG_VERSION"),
         "postern started"
@@ -158,6 +159,20 @@ pub async fn serve(
     admin_task.abort();
     tracing::info!("postern stopped");
     Ok(())
+}
+
+/// Raises the soft open-file limit to the hard limit, since each client
+/// connection and each pooled upstream connection is a file descriptor.
+fn raise_open_file_limit(max_connections: usize) {
+    match rlimit::increase_nofile_limit(u64::MAX) {
+        Ok(limit) if (limit as usize) < max_connections + 64 => tracing::warn!(
+            open_file_limit = limit,
+            max_connections,
+            "The open-file limit is below limits.max_connections; raise it (ulimit -n) or lower limits.max_connections"
+        ),
+        Ok(_) => {}
+        Err(error) => tracing::warn!(%error, "The open-file limit could not be raised"),
+    }
 }
 
 fn bind_error(

@@ -2,7 +2,7 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use bytes::BytesMut;
@@ -15,6 +15,7 @@ use tokio::sync::watch;
 use tokio::time::Instant;
 
 use crate::config::Limits;
+use crate::net::framing::FramingWatch;
 use crate::net::prefixed::PrefixedIo;
 use crate::net::proxy_header::{self, Sniffed};
 use crate::policy::admission::{Gate, PeerVerdict, Refusal, canonical};
@@ -100,6 +101,7 @@ pub(super) async fn serve(
         .iter()
         .any(|net| net.contains(&canonical(admission.client.ip())));
     let tls = snapshot.tls(gate).cloned();
+    let ambiguous_framing = Arc::new(AtomicU64::new(0));
     let info = ConnectionInfo {
         gate,
         admission,
@@ -107,16 +109,25 @@ pub(super) async fn serve(
         endpoint,
         tls: tls.is_some(),
         forwarded_trusted,
+        ambiguous_framing: ambiguous_framing.clone(),
+        requests: Arc::new(AtomicU64::new(0)),
     };
     let io = PrefixedIo::new(buf, stream);
+    let max_head = limits.max_header_bytes;
 
     match tls {
-        None => serve_http(state, info, io, limits, shutdown).await,
+        None => {
+            let io = FramingWatch::new(io, max_head, ambiguous_framing);
+            serve_http(state, info, io, limits, shutdown).await
+        }
         Some(acceptor) => {
             let handshake =
                 tokio::time::timeout(limits.header_read_timeout, acceptor.accept(io)).await;
             match handshake {
-                Ok(Ok(tls_stream)) => serve_http(state, info, tls_stream, limits, shutdown).await,
+                Ok(Ok(tls_stream)) => {
+                    let io = FramingWatch::new(tls_stream, max_head, ambiguous_framing);
+                    serve_http(state, info, io, limits, shutdown).await
+                }
                 Ok(Err(error)) => {
                     tracing::info!(gate = %gate, peer = %show_addr(peer), %error, "TLS handshake failed")
                 }
@@ -170,6 +181,7 @@ async fn serve_http<I>(
 ) where
     I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
+    let (gate, peer) = (info.gate, info.peer);
     let info = Arc::new(info);
     let activity = Arc::new(Activity::new());
     let service = {
@@ -196,7 +208,7 @@ async fn serve_http<I>(
         tokio::select! {
             result = connection.as_mut() => {
                 if let Err(error) = result {
-                    tracing::debug!(%error, "Client connection ended with an error");
+                    log_connection_error(gate, peer, error.as_ref());
                 }
                 return;
             }
@@ -212,6 +224,23 @@ async fn serve_http<I>(
             }
         }
     }
+}
+
+/// Logs why hyper closed a client connection. A request that hyper itself
+/// rejects (malformed, or a head too large: 400 or 431) never reaches the
+/// request pipeline, so this is its log line.
+fn log_connection_error(gate: Gate, peer: SocketAddr, error: &(dyn std::error::Error + 'static)) {
+    let kind = match error.downcast_ref::<hyper::Error>() {
+        Some(e) if e.is_parse_too_large() => "request_head_too_large",
+        Some(e) if e.is_parse() => "malformed_request",
+        Some(e) if e.is_timeout() => "request_head_timeout",
+        _ => {
+            tracing::debug!(gate = %gate, peer = %show_addr(peer), %error, "Client connection ended with an error");
+            return;
+        }
+    };
+    metrics::record_client_error(gate, kind);
+    tracing::info!(gate = %gate, peer = %show_addr(peer), reason = kind, %error, "Request rejected before routing");
 }
 
 fn http_builder(limits: &Limits) -> auto::Builder<TokioExecutor> {

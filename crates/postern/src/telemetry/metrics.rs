@@ -64,6 +64,11 @@ pub fn record_refusal(gate: Gate, reason: Refusal) {
         .increment(1);
 }
 
+/// A request that hyper rejected before the pipeline saw it.
+pub fn record_client_error(gate: Gate, kind: &'static str) {
+    counter!("postern_client_errors_total", "gate" => gate.as_str(), "kind" => kind).increment(1);
+}
+
 pub fn connection_opened(gate: Gate) {
     gauge!("postern_open_connections", "gate" => gate.as_str()).increment(1.0);
 }

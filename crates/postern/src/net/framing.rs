@@ -1,0 +1,305 @@
+//! A watch on HTTP/1.1 request framing as the bytes arrive.
+//!
+//! When a request has both Content-Length and Transfer-Encoding, hyper drops
+//! the Content-Length, reads the body as chunked and closes the connection
+//! afterwards (RFC 9112 section 6.1 allows that). postern instead rejects
+//! such a request with 400, as a front proxy should. hyper removes the
+//! evidence before the request reaches a service, so this wrapper reads the
+//! request heads itself, with httparse (hyper's own parser), as the bytes go
+//! by, and raises a flag that the request pipeline checks.
+//!
+//! The watch follows message boundaries (Content-Length and chunked bodies)
+//! across keep-alive requests. Anything it cannot follow (HTTP/2, an upgrade,
+//! a head it cannot parse) ends the watch for that connection: hyper still
+//! parses every request and rejects what is malformed.
+
+use std::io;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::task::{Context, Poll};
+
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+
+/// Cap on the headers httparse reads from one head.
+const MAX_HEADERS: usize = 128;
+
+/// An I/O stream whose request heads are checked for ambiguous framing.
+pub struct FramingWatch<S> {
+    inner: S,
+    state: State,
+    /// Bytes of the head or chunk-size line read so far.
+    pending: Vec<u8>,
+    max_head_bytes: usize,
+    /// Request heads seen so far.
+    heads: u64,
+    /// The 1-based number of the first ambiguous request, or 0.
+    ambiguous: Arc<AtomicU64>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum State {
+    Head,
+    Body(u64),
+    ChunkSize,
+    ChunkData(u64),
+    /// The CRLF after a chunk's data.
+    ChunkEnd(u8),
+    Trailers,
+    /// The watch has ended for this connection.
+    Off,
+}
+
+impl<S> FramingWatch<S> {
+    /// Wraps `inner`. When the connection's n-th request head (counting
+    /// from 1) has both Content-Length and Transfer-Encoding, `ambiguous` is
+    /// set to n. HTTP/1.1 serves requests in order, so the pipeline can tell
+    /// which request that was by counting its own.
+    pub fn new(inner: S, max_head_bytes: usize, ambiguous: Arc<AtomicU64>) -> Self {
+        FramingWatch {
+            inner,
+            state: State::Head,
+            pending: Vec::new(),
+            max_head_bytes,
+            heads: 0,
+            ambiguous,
+        }
+    }
+
+    /// Feeds bytes read from the client through the state machine.
+    fn observe(&mut self, mut bytes: &[u8]) {
+        while !bytes.is_empty() && self.state != State::Off {
+            let used = match self.state {
+                State::Head => self.observe_head(bytes),
+                State::Body(left) => {
+                    let n = left.min(bytes.len() as u64);
+                    self.state = if n == left {
+                        State::Head
+                    } else {
+                        State::Body(left - n)
+                    };
+                    n as usize
+                }
+                State::ChunkSize => self.observe_line(bytes, Self::chunk_size_line),
+                State::ChunkData(left) => {
+                    let n = left.min(bytes.len() as u64);
+                    self.state = if n == left {
+                        State::ChunkEnd(2)
+                    } else {
+                        State::ChunkData(left - n)
+                    };
+                    n as usize
+                }
+                State::ChunkEnd(left) => {
+                    let n = (left as usize).min(bytes.len());
+                    self.state = if n == left as usize {
+                        State::ChunkSize
+                    } else {
+                        State::ChunkEnd(left - n as u8)
+                    };
+                    n
+                }
+                State::Trailers => self.observe_line(bytes, Self::trailer_line),
+                State::Off => bytes.len(),
+            };
+            bytes = &bytes[used..];
+        }
+    }
+
+    /// Collects a request head and decides how its body is framed. Returns
+    /// how many bytes of `bytes` belong to the head.
+    fn observe_head(&mut self, bytes: &[u8]) -> usize {
+        // Stop at the end of the head, so body bytes are not parsed as headers.
+        let before = self.pending.len();
+        self.pending.extend_from_slice(bytes);
+        let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+        let mut request = httparse::Request::new(&mut headers);
+        let head_len = match request.parse(&self.pending) {
+            Ok(httparse::Status::Complete(len)) => len,
+            Ok(httparse::Status::Partial) if self.pending.len() <= self.max_head_bytes => {
+                return bytes.len();
+            }
+            // Too long, HTTP/2's preface, or not HTTP: hyper decides.
+            _ => {
+                self.stop();
+                return bytes.len();
+            }
+        };
+
+        let mut content_length = None;
+        let mut chunked = false;
+        let mut upgrade = request.method == Some("CONNECT");
+        for header in request.headers.iter() {
+            if header.name.eq_ignore_ascii_case("content-length") {
+                content_length = std::str::from_utf8(header.value)
+                    .ok()
+                    .and_then(|v| v.trim().parse::<u64>().ok())
+                    .or(Some(u64::MAX));
+            } else if header.name.eq_ignore_ascii_case("transfer-encoding") {
+                chunked = true;
+            } else if header.name.eq_ignore_ascii_case("upgrade") {
+                upgrade = true;
+            }
+        }
+
+        let used = head_len - before;
+        self.pending.clear();
+        self.heads += 1;
+        self.state = match (chunked, content_length) {
+            (true, Some(_)) => {
+                self.ambiguous.store(self.heads, Ordering::SeqCst);
+                State::Off
+            }
+            // After an upgrade the bytes are another protocol.
+            _ if upgrade => State::Off,
+            (true, None) => State::ChunkSize,
+            (false, Some(0)) | (false, None) => State::Head,
+            (false, Some(u64::MAX)) => State::Off,
+            (false, Some(n)) => State::Body(n),
+        };
+        used
+    }
+
+    /// Collects one CRLF-terminated line and hands it to `on_line`. Returns
+    /// how many bytes of `bytes` were used.
+    fn observe_line(&mut self, bytes: &[u8], on_line: fn(&mut Self, &[u8])) -> usize {
+        let end = bytes.iter().position(|&b| b == b'\n');
+        let used = end.map(|i| i + 1).unwrap_or(bytes.len());
+        self.pending.extend_from_slice(&bytes[..used]);
+        if self.pending.len() > self.max_head_bytes {
+            self.stop();
+            return bytes.len();
+        }
+        if end.is_some() {
+            let line = std::mem::take(&mut self.pending);
+            on_line(self, &line);
+        }
+        used
+    }
+
+    fn chunk_size_line(&mut self, line: &[u8]) {
+        match httparse::parse_chunk_size(line) {
+            Ok(httparse::Status::Complete((_, 0))) => self.state = State::Trailers,
+            Ok(httparse::Status::Complete((_, size))) => self.state = State::ChunkData(size),
+            _ => self.stop(),
+        }
+    }
+
+    fn trailer_line(&mut self, line: &[u8]) {
+        if line == b"\r\n" || line == b"\n" {
+            self.state = State::Head;
+        }
+    }
+
+    fn stop(&mut self) {
+        self.state = State::Off;
+        self.pending = Vec::new();
+    }
+}
+
+impl<S: AsyncRead + Unpin> AsyncRead for FramingWatch<S> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let this = &mut *self;
+        let start = buf.filled().len();
+        let polled = Pin::new(&mut this.inner).poll_read(cx, buf);
+        if this.state != State::Off {
+            this.observe(&buf.filled()[start..]);
+        }
+        polled
+    }
+}
+
+impl<S: AsyncWrite + Unpin> AsyncWrite for FramingWatch<S> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.inner).poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.inner).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Returns the number of the ambiguous request (0 for none) and the
+    /// final state.
+    fn watch_all(chunks: &[&[u8]]) -> (u64, State) {
+        let flag = Arc::new(AtomicU64::new(0));
+        let mut watch = FramingWatch::new((), 8192, flag.clone());
+        for chunk in chunks {
+            watch.observe(chunk);
+        }
+        (flag.load(Ordering::SeqCst), watch.state)
+    }
+
+    #[test]
+    fn flags_length_with_chunked() {
+        let request = b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n";
+        assert_eq!(watch_all(&[request]).0, 1);
+        let reversed = b"POST / HTTP/1.1\r\nHost: a\r\ntransfer-encoding: chunked\r\ncontent-length: 5\r\n\r\n";
+        assert_eq!(watch_all(&[reversed]).0, 1);
+    }
+
+    #[test]
+    fn follows_keep_alive_requests() {
+        let first = b"POST /a HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\n\r\nhello";
+        let second = b"POST /b HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n5;x=y\r\nhello\r\n0\r\nTrailer: t\r\n\r\n";
+        let third = b"GET /c HTTP/1.1\r\nHost: a\r\nContent-Length: 1\r\nTransfer-Encoding: chunked\r\n\r\n";
+        assert_eq!(watch_all(&[first, second]), (0, State::Head));
+        assert_eq!(watch_all(&[first, second, third]).0, 3);
+    }
+
+    #[test]
+    fn body_that_looks_like_a_head_is_not_parsed() {
+        let body = b"GET / HTTP/1.1\r\nContent-Length: 1\r\nTransfer-Encoding: chunked\r\n\r\n";
+        let head = format!(
+            "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: {}\r\n\r\n",
+            body.len()
+        );
+        assert_eq!(watch_all(&[head.as_bytes(), body]), (0, State::Head));
+    }
+
+    #[test]
+    fn byte_by_byte_matches_whole() {
+        let request = b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\nGET / HTTP/1.1\r\nHost: a\r\nContent-Length: 2\r\nTransfer-Encoding: chunked\r\n\r\n";
+        let bytes: Vec<&[u8]> = request.chunks(1).collect();
+        assert_eq!(watch_all(&bytes).0, 2);
+    }
+
+    #[test]
+    fn stops_on_http2_and_upgrades() {
+        assert_eq!(
+            watch_all(&[b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"]).1,
+            State::Off
+        );
+        let upgrade =
+            b"GET / HTTP/1.1\r\nHost: a\r\nConnection: upgrade\r\nUpgrade: websocket\r\n\r\n";
+        assert_eq!(watch_all(&[upgrade]), (0, State::Off));
+    }
+}

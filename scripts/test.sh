@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# Run every test of postern on a fresh machine: formatting and lints, the
+# unit and integration tests (the real binary on loopback sockets), and the
+# end-to-end tests with a real LiteLLM proxy and the official openai client.
+#
+# It installs what the tests need: the Python packages of tests/e2e go into
+# a venv under target/ (tests/e2e/run.sh). Nothing else is needed beyond a
+# Rust toolchain and Python 3.11.
+#
+# Environment:
+#   SKIP_E2E=1   skip the LiteLLM tests (they download about 760 MB once)
+set -euo pipefail
+
+repo=$(cd -- "$(dirname -- "${BASH_SOURCE[0]}")/.." && pwd)
+cd "$repo"
+
+step() { printf '\n==> %s\n' "$*"; }
+
+step "cargo fmt --check"
+cargo fmt --all --check
+
+step "cargo clippy"
+cargo clippy --workspace --all-targets --locked -- -D warnings
+
+step "cargo test (unit and integration tests)"
+cargo test --workspace --locked
+
+if [ "${SKIP_E2E:-0}" = 1 ]; then
+    step "end-to-end tests skipped (SKIP_E2E=1)"
+    exit 0
+fi
+
+step "end-to-end tests: LiteLLM behind both gates"
+cargo build --locked --bin postern
+POSTERN_BIN="$repo/target/debug/postern" tests/e2e/run.sh
