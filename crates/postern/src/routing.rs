@@ -14,7 +14,7 @@ use crate::config::{AppTimeouts, Config};
 use crate::policy::admission::Gate;
 use crate::proxy::upstream;
 
-/// Why a request's host could not be determined.
+/// Errors in a request's host.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum HostError {
     #[error("the request has no Host header or :authority")]
@@ -27,7 +27,7 @@ pub enum HostError {
     Repeated,
 }
 
-/// Where a request for one app goes.
+/// The destination of requests for one app.
 pub struct Route {
     pub app: Arc<str>,
     /// The upstream's `host:port`.
@@ -75,7 +75,7 @@ impl RouteTable {
         table
     }
 
-    /// The route for a normalized host on `gate`.
+    /// Looks up the route for a normalized host on `gate`.
     pub fn lookup(&self, gate: Gate, host: &str) -> Option<&Arc<Route>> {
         match gate {
             Gate::Public => self.public.get(host),

@@ -20,7 +20,7 @@ pub struct CountingBody<B> {
     count: Arc<AtomicU64>,
 }
 
-/// Why a response body stopped early.
+/// Deadline that cut a response body short.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum BodyTimeout {
     #[error("the upstream sent nothing for longer than the body idle timeout")]
@@ -29,7 +29,7 @@ pub enum BodyTimeout {
     Total,
 }
 
-/// How a response body ended, given to the completion hook.
+/// The way a response body ended, passed to the completion hook.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum BodyEnd {
     Complete,

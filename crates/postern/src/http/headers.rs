@@ -45,7 +45,7 @@ pub const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-p
 pub const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
 pub const X_AUTH_REQUEST_USER: HeaderName = HeaderName::from_static("x-auth-request-user");
 
-/// Why a request's message framing is rejected.
+/// Framing problems of a request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum FramingError {
     #[error("the request has both Content-Length and Transfer-Encoding")]
@@ -58,7 +58,7 @@ pub enum FramingError {
 
 /// Rejects ambiguous framing, which two parsers could read as different
 /// requests (request smuggling). hyper already refuses some of these; the
-/// check is repeated here so the rule holds whatever hyper's version does.
+/// check is repeated here so the rule stays true whatever hyper's version does.
 pub fn check_framing(headers: &HeaderMap) -> Result<(), FramingError> {
     if headers.contains_key(TRANSFER_ENCODING) && headers.contains_key(CONTENT_LENGTH) {
         return Err(FramingError::LengthAndChunked);
@@ -79,7 +79,7 @@ pub fn check_framing(headers: &HeaderMap) -> Result<(), FramingError> {
     Ok(())
 }
 
-/// Whether the request asks to become a WebSocket.
+/// Checks whether the request is a WebSocket upgrade.
 pub fn is_websocket_upgrade(headers: &HeaderMap) -> bool {
     let upgrade = headers
         .get(UPGRADE)
@@ -137,7 +137,7 @@ pub fn strip_identity_headers(headers: &mut HeaderMap) {
     }
 }
 
-/// What the gateway knows about where a request came from.
+/// The origin of a request, as the gateway determined it.
 pub struct Origin<'a> {
     pub client: SocketAddr,
     /// Whether the client's own forwarding headers are believed.
@@ -183,7 +183,7 @@ pub fn set_forwarded(headers: &mut HeaderMap, origin: &Origin<'_>) {
     }
 }
 
-/// The client's request id if it is trusted and well formed.
+/// Returns the client's request id if it is well formed.
 pub fn trusted_request_id(headers: &HeaderMap) -> Option<&str> {
     let value = headers.get(&X_REQUEST_ID)?.to_str().ok()?;
     let ok = !value.is_empty()

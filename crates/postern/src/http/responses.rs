@@ -10,7 +10,7 @@ use super::Body;
 /// The realm in `WWW-Authenticate` challenges.
 pub const REALM: &str = "postern";
 
-/// A JSON error response: `{"error": code, "message": message}`.
+/// Builds a JSON error response: `{"error": code, "message": message}`.
 pub fn json_error(status: StatusCode, code: &str, message: &str) -> Response<Body> {
     json(
         status,
@@ -18,7 +18,7 @@ pub fn json_error(status: StatusCode, code: &str, message: &str) -> Response<Bod
     )
 }
 
-/// A JSON response with any body.
+/// Builds a JSON response with any body.
 pub fn json(status: StatusCode, value: serde_json::Value) -> Response<Body> {
     let mut response = Response::new(full(value.to_string()));
     *response.status_mut() = status;
@@ -28,7 +28,7 @@ pub fn json(status: StatusCode, value: serde_json::Value) -> Response<Body> {
     response
 }
 
-/// A 401 with a Bearer challenge; `invalid` adds `error="invalid_token"`
+/// Builds a 401 with a Bearer challenge; `invalid` adds `error="invalid_token"`
 /// (RFC 6750 section 3.1).
 pub fn unauthorized(invalid: bool) -> Response<Body> {
     let (challenge, message) = if invalid {

@@ -27,10 +27,10 @@ pub const V1_PREFIX: &[u8; 6] = b"PROXY ";
 /// Cap on a whole v2 header. Balancers send a few dozen bytes of TLVs; the
 /// protocol allows 64 KiB, which no legitimate peer needs.
 pub const MAX_HEADER_BYTES: usize = 4096;
-/// The longest v1 line, CRLF included (the protocol's own limit).
+/// Maximum length of a v1 line, CRLF included (the protocol's own limit).
 const V1_MAX_BYTES: usize = 107;
 
-/// Why a header could not be read.
+/// Failures to read a PROXY header.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum HeaderFault {
     #[error("the peer closed the connection before sending a PROXY header")]
@@ -58,7 +58,7 @@ pub enum Parsed {
     Header(ProxyHeader, usize),
 }
 
-/// What the first bytes of a stream show.
+/// Classification of a stream's first bytes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Sniffed {
     /// They start with a PROXY v1 or v2 signature.
@@ -195,7 +195,7 @@ fn from_v2(header: &v2::Header<'_>) -> Result<ProxyHeader, HeaderFault> {
     }
 }
 
-/// Whether `bytes` could be the start of a v1 or v2 header.
+/// Checks whether `bytes` could be the start of a v1 or v2 header.
 pub fn could_be_proxy(bytes: &[u8]) -> bool {
     let prefix_of = |signature: &[u8]| {
         let n = bytes.len().min(signature.len());

@@ -3,7 +3,7 @@
 //! Decided once per connection, before any HTTP is read, in two steps that
 //! the listener calls around its I/O:
 //!
-//! 1. [`Rules::classify_peer`] looks only at the TCP peer address and says
+//! 1. [`Rules::classify_peer`] looks only at the TCP peer address and decides
 //!    whether a PROXY header must come first, must not come at all, or
 //!    whether the connection is refused outright.
 //! 2. [`Rules::admit_header`] decides on the PROXY header a trusted source
@@ -50,7 +50,7 @@ pub struct Rules {
     pub allowed_accounts: Vec<String>,
 }
 
-/// What a PROXY header declared, once parsed.
+/// A parsed PROXY header's declaration.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ProxyHeader {
     /// The LOCAL command: the balancer's own connection, such as a health
@@ -75,7 +75,7 @@ pub enum PeerVerdict {
     Refuse(Refusal),
 }
 
-/// How a connection was admitted.
+/// The class of an admitted connection.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum AdmissionKind {
     /// Public gate: anyone may connect; requests still need credentials.
@@ -106,7 +106,7 @@ pub struct EndpointIdentity {
     pub owner: String,
 }
 
-/// Why a connection was refused. Each reason is a bounded metric label.
+/// Reason for refusing a connection. Each reason is a bounded metric label.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Refusal {
     NotInVpc,

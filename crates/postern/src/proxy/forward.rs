@@ -21,7 +21,7 @@ use crate::telemetry::access::{AccessRecord, millis};
 use crate::telemetry::metrics;
 
 /// Sends the request to the route's upstream and returns its response, or a
-/// 502/504 that says why there is none.
+/// 502 or 504 that names the failure.
 pub(super) async fn forward(
     conn: &ConnectionInfo,
     route: &Arc<Route>,

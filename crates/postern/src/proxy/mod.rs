@@ -29,7 +29,7 @@ use crate::routing::{Route, request_host};
 use crate::runtime::state::{Snapshot, State};
 use crate::telemetry::access::{AccessRecord, show_addr};
 
-/// What the gateway knows about a client connection.
+/// Facts about a client connection, fixed at admission.
 #[derive(Debug, Clone)]
 pub struct ConnectionInfo {
     pub gate: Gate,
@@ -161,8 +161,8 @@ fn decide(
     Ok(route.clone())
 }
 
-/// Answers the balancer's health check on a LOCAL connection: `/healthz`
-/// only, and never an app.
+/// Responds to the balancer's health check on a LOCAL connection:
+/// `/healthz` only, and never an app.
 fn health_check(
     state: &State,
     parts: &http::request::Parts,
@@ -284,7 +284,7 @@ fn protocol(version: http::Version) -> &'static str {
     }
 }
 
-/// A random 128-bit request id in hex.
+/// Generates a random 128-bit request id in hex.
 fn new_request_id() -> String {
     hex::encode(rand::random::<[u8; 16]>())
 }

@@ -1,4 +1,4 @@
-//! WebSocket tunnels, opened only after the upstream answered 101.
+//! WebSocket tunnels, opened only after the upstream responded with 101.
 
 use http::Response;
 use http::header::{CONNECTION, HeaderValue, UPGRADE};
@@ -11,7 +11,7 @@ use crate::http::headers;
 use crate::http::responses::{empty, json_error};
 use crate::telemetry::access::AccessRecord;
 
-/// Answers the client with the upstream's 101 and joins the two upgraded
+/// Sends the client the upstream's 101 and joins the two upgraded
 /// connections in a background task.
 pub(super) fn tunnel(
     client: Option<OnUpgrade>,

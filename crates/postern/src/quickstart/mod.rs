@@ -16,7 +16,7 @@ use crate::runtime::serve::{self, Bound, StartError};
 
 /// The endpoint the demo's allowed account owns.
 const ALLOWED_ENDPOINT: &str = "vpce-0a1b2c3d4e5f60001";
-/// An endpoint owned by an account nobody allowed.
+/// An endpoint owned by an account that is not allowed.
 const FOREIGN_ENDPOINT: &str = "vpce-0a1b2c3d4e5f60002";
 const BALANCER_IP: Ipv4Addr = Ipv4Addr::new(127, 0, 0, 2);
 /// A source address inside the demo VPC, for `curl --interface`.
@@ -170,7 +170,7 @@ endpoints:
     Ok(vars_path)
 }
 
-/// The text printed once the gateway listens.
+/// Formats the text printed once the gateway listens.
 fn guide(bound: &Bound, ports: &Ports, token: &str, vars: &Path) -> String {
     let public = bound.public;
     let private = bound.private.map(|a| a.to_string()).unwrap_or_default();

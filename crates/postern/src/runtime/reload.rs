@@ -18,7 +18,7 @@ use crate::telemetry::metrics;
 /// ConfigMap's several writes turn into one reload.
 const DEBOUNCE: Duration = Duration::from_millis(250);
 
-/// What triggers a reload.
+/// Source of a reload.
 #[derive(Debug, Clone, Copy)]
 pub enum Trigger {
     Signal,

@@ -17,7 +17,7 @@ use crate::server::admin;
 use crate::server::listener::GateListener;
 use crate::telemetry::metrics;
 
-/// Why the gateway could not start.
+/// Errors that stop the gateway from starting.
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
     #[error("{0}")]
@@ -35,8 +35,8 @@ pub enum StartError {
     Setup(String),
 }
 
-/// The addresses a running gateway listens on (useful when a config asks
-/// for port 0).
+/// Addresses that a running gateway listens on, which differ from the
+/// config's when it names port 0.
 #[derive(Debug, Clone)]
 pub struct Bound {
     pub public: SocketAddr,

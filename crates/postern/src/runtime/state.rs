@@ -88,7 +88,7 @@ impl Snapshot {
         }
     }
 
-    /// The listener settings of `gate`, if it is enabled.
+    /// Returns the listener settings of `gate`, if it is enabled.
     pub fn gate_config(&self, gate: Gate) -> Option<&GateConfig> {
         match gate {
             Gate::Public => Some(&self.config.public),
@@ -146,7 +146,7 @@ pub fn load_endpoints(config: &Config) -> Result<Endpoints, Problems> {
     }
 }
 
-/// The endpoints file of a config, if any.
+/// Returns the endpoints file of a config, if any.
 pub fn endpoints_path(config: &Config) -> Option<&Path> {
     config
         .private

@@ -45,7 +45,7 @@ pub(super) async fn serve(
     let (Some(rules), Some(gate_config)) = (snapshot.rules(gate), snapshot.gate_config(gate))
     else {
         // The gate was disabled by a reload; its listener stays bound until
-        // restart but admits nobody.
+        // restart but admits no one.
         refuse(gate, peer, Refusal::GateDisabled, "the gate is disabled");
         return;
     };
@@ -249,7 +249,7 @@ fn http_builder(limits: &Limits) -> auto::Builder<TokioExecutor> {
         .http1()
         .timer(TokioTimer::new())
         .header_read_timeout(limits.header_read_timeout)
-        // hyper answers 431 when the request head outgrows this buffer.
+        // hyper responds with 431 when the request head outgrows this buffer.
         .max_buf_size(limits.max_header_bytes.max(8192))
         .keep_alive(true);
     builder
@@ -281,7 +281,7 @@ impl Activity {
         }
     }
 
-    /// How long the connection has had no request in flight.
+    /// Returns how long the connection has had no request in flight.
     fn idle_for(&self) -> Duration {
         if self.in_flight.load(Ordering::SeqCst) > 0 {
             return Duration::ZERO;

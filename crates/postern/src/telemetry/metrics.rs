@@ -64,7 +64,7 @@ pub fn record_refusal(gate: Gate, reason: Refusal) {
         .increment(1);
 }
 
-/// A request that hyper rejected before the pipeline saw it.
+/// Counts a request that hyper rejected before the pipeline saw it.
 pub fn record_client_error(gate: Gate, kind: &'static str) {
     counter!("postern_client_errors_total", "gate" => gate.as_str(), "kind" => kind).increment(1);
 }
