@@ -35,6 +35,9 @@ pub enum AuthError {
     Missing,
     /// A credential was sent and is not valid.
     Invalid,
+    /// `Authorization: Bearer` held a token that is no gateway credential,
+    /// most likely an app's own API key sent without a gateway token.
+    UnknownAuthorization,
 }
 
 // === impl MachineTokens ===
@@ -68,7 +71,7 @@ impl AuthError {
     pub fn as_str(self) -> &'static str {
         match self {
             AuthError::Missing => "credential_missing",
-            AuthError::Invalid => "credential_invalid",
+            AuthError::Invalid | AuthError::UnknownAuthorization => "credential_invalid",
         }
     }
 }
@@ -95,7 +98,9 @@ pub fn authenticate(
     let Some(token) = bearer(headers, &AUTHORIZATION) else {
         return Err(AuthError::Missing);
     };
-    let name = tokens.verify(token).ok_or(AuthError::Invalid)?;
+    let name = tokens
+        .verify(token)
+        .ok_or(AuthError::UnknownAuthorization)?;
     headers.remove(AUTHORIZATION);
     Ok(identity(name))
 }
@@ -170,7 +175,7 @@ mod tests {
             ),
             (
                 headers(&[(AUTHORIZATION, "Bearer sk-app-key")]),
-                AuthError::Invalid,
+                AuthError::UnknownAuthorization,
             ),
             (
                 headers(&[(PROXY_AUTHORIZATION, "Bearer wrong")]),

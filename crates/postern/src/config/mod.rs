@@ -168,6 +168,15 @@ impl Config {
     }
 }
 
+/// Finds the endpoints file that a vars file names, even when the vars file
+/// has other problems, so `postern check` can report the problems of both.
+pub fn named_endpoints_file(vars: &Path) -> Option<PathBuf> {
+    let text = std::fs::read_to_string(vars).ok()?;
+    let root = tree::parse(&text).ok()?;
+    let name = root.get("privatelink")?.get("endpoints_file")?.as_str()?;
+    Some(vars.parent().unwrap_or(Path::new(".")).join(name))
+}
+
 // === impl AppTimeouts ===
 
 impl Default for AppTimeouts {

@@ -59,6 +59,21 @@ impl Node {
         }
     }
 
+    /// Returns the value under `key` if this node is a mapping.
+    pub fn get(&self, key: &str) -> Option<&Node> {
+        match &self.value {
+            Value::Mapping(entries) => entries.iter().find(|(k, _)| k.name == key).map(|(_, n)| n),
+            _ => None,
+        }
+    }
+
+    pub fn as_str(&self) -> Option<&str> {
+        match &self.value {
+            Value::String(s) => Some(s),
+            _ => None,
+        }
+    }
+
     /// Names the node's type in an error message.
     pub fn kind(&self) -> &'static str {
         match self.value {

@@ -422,8 +422,10 @@ fn limits(d: &mut Decoder, at: Cursor<'_>) -> Option<Limits> {
         None => Some(defaults.max_connections),
     };
     let max_header_bytes = match map.get("max_header_bytes") {
+        // hyper's HTTP/1.1 read buffer, which enforces this limit, cannot be
+        // smaller than 8 KiB.
         Some((p, n)) => d
-            .integer(p.cursor(n), 1024, 1024 * 1024)
+            .integer(p.cursor(n), 8192, 1024 * 1024)
             .map(|n| n as usize),
         None => Some(defaults.max_header_bytes),
     };

@@ -6,6 +6,7 @@ use http::{Response, StatusCode};
 use http_body_util::{BodyExt, Full};
 
 use super::Body;
+use crate::auth::AuthError;
 
 /// The realm in `WWW-Authenticate` challenges.
 pub const REALM: &str = "postern";
@@ -28,19 +29,21 @@ pub fn json(status: StatusCode, value: serde_json::Value) -> Response<Body> {
     response
 }
 
-/// Builds a 401 with a Bearer challenge; `invalid` adds `error="invalid_token"`
-/// (RFC 6750 section 3.1).
-pub fn unauthorized(invalid: bool) -> Response<Body> {
-    let (challenge, message) = if invalid {
-        (
-            format!("Bearer realm=\"{REALM}\", error=\"invalid_token\""),
-            "the gateway credential is not valid",
-        )
-    } else {
-        (
+/// Builds a 401 with a Bearer challenge. A credential that was sent but is
+/// not valid adds `error="invalid_token"` (RFC 6750 section 3.1).
+pub fn unauthorized(error: AuthError) -> Response<Body> {
+    let invalid = format!("Bearer realm=\"{REALM}\", error=\"invalid_token\"");
+    let (challenge, message) = match error {
+        AuthError::Missing => (
             format!("Bearer realm=\"{REALM}\""),
             "a gateway credential is required: send Proxy-Authorization: Bearer <token>",
-        )
+        ),
+        AuthError::Invalid => (invalid, "the gateway credential is not valid"),
+        AuthError::UnknownAuthorization => (
+            invalid,
+            "the Authorization bearer token is not a gateway credential: send the gateway \
+             token in Proxy-Authorization and keep the app's key in Authorization",
+        ),
     };
     let mut response = json_error(StatusCode::UNAUTHORIZED, "unauthorized", message);
     if let Ok(value) = HeaderValue::from_str(&challenge) {

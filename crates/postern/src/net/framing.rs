@@ -9,9 +9,11 @@
 //! by, and raises a flag that the request pipeline checks.
 //!
 //! The watch follows message boundaries (Content-Length and chunked bodies)
-//! across keep-alive requests. Anything it cannot follow (HTTP/2, an upgrade,
-//! a head it cannot parse) ends the watch for that connection: hyper still
-//! parses every request and rejects what is malformed.
+//! across keep-alive requests. A request that asks for an upgrade is treated
+//! like any other, because the upgrade may be refused and the connection go
+//! on as HTTP/1.1. Bytes that do not parse as a request head (HTTP/2, the
+//! frames after an accepted upgrade) end the watch for that connection, and
+//! hyper still parses every request and rejects what is malformed.
 
 use std::io;
 use std::pin::Pin;
@@ -116,10 +118,13 @@ impl<S> FramingWatch<S> {
         let mut request = httparse::Request::new(&mut headers);
         let head_len = match request.parse(&self.pending) {
             Ok(httparse::Status::Complete(len)) => len,
-            Ok(httparse::Status::Partial) if self.pending.len() <= self.max_head_bytes => {
+            // hyper rejects a head longer than `max_head_bytes` itself, so
+            // the watch gives up only well past that point.
+            Ok(httparse::Status::Partial) if self.pending.len() <= 2 * self.max_head_bytes => {
                 return bytes.len();
             }
-            // Too long, HTTP/2's preface, or not HTTP: hyper decides.
+            // HTTP/2's preface, or bytes that are not HTTP/1.1: an accepted
+            // upgrade (a WebSocket's frames) or a request hyper rejects.
             _ => {
                 self.stop();
                 return bytes.len();
@@ -128,7 +133,6 @@ impl<S> FramingWatch<S> {
 
         let mut content_length = None;
         let mut chunked = false;
-        let mut upgrade = request.method == Some("CONNECT");
         for header in request.headers.iter() {
             if header.name.eq_ignore_ascii_case("content-length") {
                 content_length = std::str::from_utf8(header.value)
@@ -137,8 +141,6 @@ impl<S> FramingWatch<S> {
                     .or(Some(u64::MAX));
             } else if header.name.eq_ignore_ascii_case("transfer-encoding") {
                 chunked = true;
-            } else if header.name.eq_ignore_ascii_case("upgrade") {
-                upgrade = true;
             }
         }
 
@@ -150,8 +152,6 @@ impl<S> FramingWatch<S> {
                 self.ambiguous.store(self.heads, Ordering::SeqCst);
                 State::Off
             }
-            // After an upgrade the bytes are another protocol.
-            _ if upgrade => State::Off,
             (true, None) => State::ChunkSize,
             (false, Some(0)) | (false, None) => State::Head,
             (false, Some(u64::MAX)) => State::Off,
@@ -293,13 +293,30 @@ mod tests {
     }
 
     #[test]
-    fn stops_on_http2_and_upgrades() {
+    fn stops_on_http2_preface() {
         assert_eq!(
             watch_all(&[b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"]).1,
             State::Off
         );
+    }
+
+    #[test]
+    fn watches_on_after_refused_upgrade() {
         let upgrade =
             b"GET / HTTP/1.1\r\nHost: a\r\nConnection: upgrade\r\nUpgrade: websocket\r\n\r\n";
-        assert_eq!(watch_all(&[upgrade]), (0, State::Off));
+        let connect = b"CONNECT a:443 HTTP/1.1\r\nHost: a:443\r\n\r\n";
+        let smuggle = b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n";
+        assert_eq!(watch_all(&[upgrade, connect, smuggle]).0, 3);
+    }
+
+    #[test]
+    fn stops_on_websocket_frames() {
+        let upgrade =
+            b"GET / HTTP/1.1\r\nHost: a\r\nConnection: upgrade\r\nUpgrade: websocket\r\n\r\n";
+        // A masked text frame, as a client sends after the 101.
+        let frame = [
+            0x81, 0x85, 0x37, 0xfa, 0x21, 0x3d, 0x7f, 0x9f, 0x4d, 0x51, 0x58,
+        ];
+        assert_eq!(watch_all(&[upgrade, &frame]), (0, State::Off));
     }
 }

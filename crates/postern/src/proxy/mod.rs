@@ -20,7 +20,7 @@ use http::{Method, Request, Response, StatusCode};
 use hyper::body::Incoming;
 use tokio::time::Instant;
 
-use crate::auth::{self, AuthError, Identity};
+use crate::auth::{self, Identity};
 use crate::http::Body;
 use crate::http::headers::{self, check_framing};
 use crate::http::responses::{json, json_error, unauthorized};
@@ -91,15 +91,6 @@ fn decide(
         return Err(Box::new(health_check(state, parts, record)));
     }
 
-    if parts.method == Method::CONNECT {
-        record.deny("method_not_allowed");
-        return Err(Box::new(json_error(
-            StatusCode::METHOD_NOT_ALLOWED,
-            "method_not_allowed",
-            "CONNECT is not supported",
-        )));
-    }
-
     let number = conn.requests.fetch_add(1, Ordering::SeqCst) + 1;
     if parts.version < http::Version::HTTP_2
         && conn.ambiguous_framing.load(Ordering::SeqCst) == number
@@ -115,6 +106,15 @@ fn decide(
             http::HeaderValue::from_static("close"),
         );
         return Err(Box::new(response));
+    }
+
+    if parts.method == Method::CONNECT {
+        record.deny("method_not_allowed");
+        return Err(Box::new(json_error(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "method_not_allowed",
+            "CONNECT is not supported",
+        )));
     }
 
     let host = request_host(parts).map_err(|e| {
@@ -150,7 +150,7 @@ fn decide(
     if conn.gate == Gate::Public {
         let identity = auth::authenticate(&mut parts.headers, &snapshot.tokens).map_err(|e| {
             record.deny(e.as_str());
-            Box::new(unauthorized(e == AuthError::Invalid))
+            Box::new(unauthorized(e))
         })?;
         record.set_identity(&identity);
         parts.extensions.insert(identity);

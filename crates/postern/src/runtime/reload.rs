@@ -163,32 +163,58 @@ pub fn watch(files: Vec<PathBuf>) -> notify::Result<(RecommendedWatcher, mpsc::R
     Ok((watcher, debounced_rx))
 }
 
-/// Reloads on every SIGHUP and debounced file change until the process ends.
-pub async fn run(state: Arc<State>, vars: PathBuf) {
-    let mut hangup = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) {
-        Ok(signal) => Some(signal),
-        Err(error) => {
-            tracing::warn!(%error, "SIGHUP handler could not be installed");
-            None
-        }
-    };
+/// The reload loop, with its SIGHUP handler and file watch installed.
+pub struct Reloader {
+    state: Arc<State>,
+    vars: PathBuf,
+    hangup: Option<tokio::signal::unix::Signal>,
+    watched: Vec<PathBuf>,
+    watcher: Option<RecommendedWatcher>,
+    changes: Option<mpsc::Receiver<()>>,
+}
 
-    let mut watched = watched_files(&state, &vars);
-    let (mut watcher, mut changes) = start_watch(&watched);
-    loop {
-        let trigger = tokio::select! {
-            Some(()) = async { hangup.as_mut()?.recv().await } => Trigger::Signal,
-            Some(()) = async { changes.as_mut()?.recv().await } => Trigger::FileChanged,
-            else => return,
+impl Reloader {
+    /// Installs the SIGHUP handler and the file watch. Call it inside the
+    /// runtime, before reporting ready.
+    pub fn start(state: Arc<State>, vars: PathBuf) -> Self {
+        let hangup = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) {
+            Ok(signal) => Some(signal),
+            Err(error) => {
+                tracing::warn!(%error, "SIGHUP handler could not be installed");
+                None
+            }
         };
-        reload(&state, &vars, trigger);
+        let watched = watched_files(&state, &vars);
+        let (watcher, changes) = start_watch(&watched);
+        Reloader {
+            state,
+            vars,
+            hangup,
+            watched,
+            watcher,
+            changes,
+        }
+    }
 
-        // The endpoints file may have moved; watch what the new config names.
-        let now = watched_files(&state, &vars);
-        if now != watched {
-            drop(watcher);
-            (watcher, changes) = start_watch(&now);
-            watched = now;
+    /// Reloads on every SIGHUP and debounced file change until the process
+    /// ends.
+    pub async fn run(mut self) {
+        loop {
+            let trigger = tokio::select! {
+                Some(()) = async { self.hangup.as_mut()?.recv().await } => Trigger::Signal,
+                Some(()) = async { self.changes.as_mut()?.recv().await } => Trigger::FileChanged,
+                else => return,
+            };
+            reload(&self.state, &self.vars, trigger);
+
+            // The endpoints file may have moved: watch what the new config
+            // names.
+            let now = watched_files(&self.state, &self.vars);
+            if now != self.watched {
+                self.watcher = None;
+                (self.watcher, self.changes) = start_watch(&now);
+                self.watched = now;
+            }
         }
     }
 }

@@ -44,9 +44,21 @@ pub struct Bound {
     pub admin: SocketAddr,
 }
 
-/// Loads the vars file and its endpoints file, or returns every problem.
+/// Loads the vars file and its endpoints file, or returns every problem in
+/// both. When the vars file is invalid, the endpoints file it names is still
+/// checked.
 pub fn load(vars: &Path) -> Result<(Config, crate::config::Endpoints), Problems> {
-    let config = Config::load(vars)?;
+    let config = match Config::load(vars) {
+        Ok(config) => config,
+        Err(mut problems) => {
+            if let Some(path) = crate::config::named_endpoints_file(vars)
+                && let Err(more) = crate::config::Endpoints::load(&path)
+            {
+                problems.0.extend(more.0);
+            }
+            return Err(problems);
+        }
+    };
     let endpoints = load_endpoints(&config)?;
     Ok((config, endpoints))
 }
@@ -104,6 +116,9 @@ pub async fn serve(
             .map(|p| p.local_addr().unwrap_or(public_addr)),
         admin: admin_listener.local_addr().unwrap_or(admin_addr),
     };
+    // Watch for reloads before reporting ready, so that no edit or SIGHUP
+    // right after the start is missed (or, for SIGHUP, ends the process).
+    let reloader = reload::Reloader::start(state.clone(), vars.to_path_buf());
     tracing::info!(
         public = %bound.public,
         private = %bound.private.map(|a| a.to_string()).unwrap_or_else(|| "disabled".into()),
@@ -125,12 +140,10 @@ pub async fn serve(
         );
         gates.push(tokio::spawn(task));
     }
-    let admin_task = tokio::spawn(admin::run(
-        admin_listener,
-        state.clone(),
-        shutdown_rx.clone(),
-    ));
-    let reload_task = tokio::spawn(reload::run(state.clone(), vars.to_path_buf()));
+    // The admin listener outlives the drain, so /readyz can report it.
+    let (admin_stop_tx, admin_stop_rx) = watch::channel(false);
+    let admin_task = tokio::spawn(admin::run(admin_listener, state.clone(), admin_stop_rx));
+    let reload_task = tokio::spawn(reloader.run());
 
     stop.await;
 
@@ -156,7 +169,8 @@ pub async fn serve(
     } else {
         tracing::info!(drained = open, "All connections drained");
     }
-    admin_task.abort();
+    let _ = admin_stop_tx.send(true);
+    let _ = admin_task.await;
     tracing::info!("postern stopped");
     Ok(())
 }

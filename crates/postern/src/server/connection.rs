@@ -250,7 +250,7 @@ fn http_builder(limits: &Limits) -> auto::Builder<TokioExecutor> {
         .timer(TokioTimer::new())
         .header_read_timeout(limits.header_read_timeout)
         // hyper responds with 431 when the request head outgrows this buffer.
-        .max_buf_size(limits.max_header_bytes.max(8192))
+        .max_buf_size(limits.max_header_bytes)
         .keep_alive(true);
     builder
         .http2()

@@ -1,0 +1,448 @@
+//! The command line: `check`, `serve` on a broken file, `token new`,
+//! `--version` and `--help`.
+
+mod support;
+
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use sha2::{Digest, Sha256};
+use support::*;
+
+/// How long one command may run before the test kills it and fails.
+const COMMAND_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Runs postern with `args` and returns its exit status and output.
+fn postern(args: &[&str]) -> Output {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_postern"))
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("running postern");
+    // Read both pipes on threads, so a full pipe cannot stall the process.
+    let read_all = |mut pipe: Box<dyn Read + Send>| {
+        std::thread::spawn(move || {
+            let mut bytes = Vec::new();
+            let _ = pipe.read_to_end(&mut bytes);
+            bytes
+        })
+    };
+    let stdout = read_all(Box::new(child.stdout.take().unwrap()));
+    let stderr = read_all(Box::new(child.stderr.take().unwrap()));
+
+    let started = Instant::now();
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if started.elapsed() > COMMAND_TIMEOUT {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("postern {args:?} did not exit within {COMMAND_TIMEOUT:?}");
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    Output {
+        status,
+        stdout: stdout.join().unwrap(),
+        stderr: stderr.join().unwrap(),
+    }
+}
+
+fn fixture(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../tests/fixtures")
+        .join(name)
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+/// A vars file with six problems, and where each is reported: line, column,
+/// key path and a part of the message.
+const BROKEN_VARS: &str = "\
+cluster:
+  hostname: example.test
+  region: us-east-1
+  vpc_cidrs:
+    - 10.20.0.0/33
+gateways:
+  public:
+    listen: 127.0.0.1:18080
+    listne: 1
+  admin:
+    listen: 127.0.0.1:19901
+privatelink:
+  endpoints_file: endpoints.yaml
+app_config:
+  istio:
+    private_gateway:
+      enabled: false
+      allowed_principals:
+        - arn:aws:iam::012345678910:root
+        - arn:aws:iam::12345:root
+  litellm:
+    enabled: true
+    upstream: https://litellm:4000
+  mlflow:
+    enabeld: true
+    upstream: http://127.0.0.1:5000
+";
+
+const BROKEN_VARS_PROBLEMS: [(u32, u32, &str, &str); 6] = [
+    (
+        5,
+        7,
+        "cluster.vpc_cidrs[0]",
+        "invalid CIDR block \"10.20.0.0/33\"",
+    ),
+    (9, 5, "gateways.public.listne", "unknown key `listne`"),
+    (
+        20,
+        11,
+        "app_config.istio.private_gateway.allowed_principals[1]",
+        "invalid principal \"arn:aws:iam::12345:root\"",
+    ),
+    (23, 15, "app_config.litellm.upstream", "only http upstreams"),
+    (25, 5, "app_config.mlflow.enabeld", "unknown key `enabeld`"),
+    (
+        25,
+        5,
+        "app_config.mlflow.enabled",
+        "missing required key `enabled`",
+    ),
+];
+
+/// Asserts that `stderr` has one line per expected problem, each in the
+/// form `FILE:LINE:COLUMN: KEY: MESSAGE`.
+fn assert_problems(stderr: &str, file: &Path, expected: &[(u32, u32, &str, &str)]) {
+    for (line, column, key, message) in expected {
+        let prefix = format!("{}:{line}:{column}: {key}: ", file.display());
+        let found = stderr
+            .lines()
+            .find(|l| l.starts_with(&prefix))
+            .unwrap_or_else(|| panic!("no problem line starts with {prefix:?}; stderr:\n{stderr}"));
+        assert!(
+            found.contains(message),
+            "{found:?} does not say {message:?}"
+        );
+    }
+    let reported = stderr
+        .lines()
+        .filter(|l| l.starts_with(&*file.to_string_lossy()))
+        .count();
+    assert_eq!(reported, expected.len(), "problem lines in:\n{stderr}");
+}
+
+#[test]
+fn check_accepts_local_example() {
+    let output = postern(&["check", fixture("local-vars.yaml").to_str().unwrap()]);
+
+    assert!(output.status.success(), "stderr: {}", text(&output.stderr));
+    let stdout = text(&output.stdout);
+    assert!(stdout.contains("valid"), "{stdout}");
+    assert!(stdout.contains("2 enabled apps"), "{stdout}");
+    assert!(stdout.contains("3 endpoints"), "{stdout}");
+}
+
+#[test]
+fn check_accepts_cluster_example() {
+    // The cluster example names TLS files and an endpoints file under /etc
+    // and /var, so point them at generated files instead.
+    let dir = tempfile::tempdir().unwrap();
+    let certified =
+        rcgen::generate_simple_self_signed(vec!["*.ml.acme-corp.example".to_owned()]).unwrap();
+    std::fs::write(dir.path().join("tls.crt"), certified.cert.pem()).unwrap();
+    std::fs::write(
+        dir.path().join("tls.key"),
+        certified.key_pair.serialize_pem(),
+    )
+    .unwrap();
+    std::fs::copy(fixture("endpoints.yaml"), dir.path().join("endpoints.yaml")).unwrap();
+    let vars = std::fs::read_to_string(fixture("cluster-vars.yaml")).unwrap();
+    let folder = dir.path().display().to_string();
+    let vars = vars
+        .replace("/etc/postern/tls/public", &folder)
+        .replace("/etc/postern/tls/private", &folder)
+        .replace("/var/lib/postern", &folder);
+    let path = dir.path().join("cluster-vars.yaml");
+    std::fs::write(&path, vars).unwrap();
+
+    let output = postern(&["check", path.to_str().unwrap()]);
+
+    assert!(output.status.success(), "stderr: {}", text(&output.stderr));
+    let stdout = text(&output.stdout);
+    assert!(stdout.contains("2 enabled apps"), "{stdout}");
+    assert!(stdout.contains("2 allowed principals"), "{stdout}");
+}
+
+#[test]
+fn check_reports_every_problem() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("vars.yaml");
+    std::fs::write(&path, BROKEN_VARS).unwrap();
+    std::fs::write(dir.path().join("endpoints.yaml"), DEFAULT_ENDPOINTS).unwrap();
+
+    let output = postern(&["check", path.to_str().unwrap()]);
+
+    assert_eq!(output.status.code(), Some(1));
+    assert_problems(&text(&output.stderr), &path, &BROKEN_VARS_PROBLEMS);
+}
+
+#[test]
+fn check_reports_endpoints_problems() {
+    let dir = tempfile::tempdir().unwrap();
+    let vars = dir.path().join("vars.yaml");
+    let endpoints = dir.path().join("endpoints.yaml");
+    std::fs::write(
+        &vars,
+        std::fs::read_to_string(fixture("local-vars.yaml")).unwrap(),
+    )
+    .unwrap();
+    std::fs::write(
+        &endpoints,
+        "endpoints:\n  - id: vpce-XYZ\n    owner: \"012345678910\"\n    state: available\n  - id: vpce-0a1b2c3d\n    owner: 12345\n    state: up\n",
+    )
+    .unwrap();
+
+    let output = postern(&["check", vars.to_str().unwrap()]);
+
+    assert_eq!(output.status.code(), Some(1));
+    let expected = [
+        (2, 9, "endpoints[0].id", "invalid VPC endpoint id"),
+        (6, 12, "endpoints[1].owner", "quote the value"),
+        (7, 12, "endpoints[1].state", "invalid state \"up\""),
+    ];
+    assert_problems(&text(&output.stderr), &endpoints, &expected);
+}
+
+#[test]
+fn check_reports_both_files_problems() {
+    let dir = tempfile::tempdir().unwrap();
+    let vars = dir.path().join("vars.yaml");
+    let endpoints = dir.path().join("endpoints.yaml");
+    std::fs::write(&vars, BROKEN_VARS).unwrap();
+    std::fs::write(
+        &endpoints,
+        "endpoints:\n  - id: vpce-XYZ\n    owner: \"012345678910\"\n    state: available\n",
+    )
+    .unwrap();
+
+    let output = postern(&["check", vars.to_str().unwrap()]);
+
+    assert_eq!(output.status.code(), Some(1));
+    let stderr = text(&output.stderr);
+    assert_problems(&stderr, &vars, &BROKEN_VARS_PROBLEMS);
+    assert_problems(
+        &stderr,
+        &endpoints,
+        &[(2, 9, "endpoints[0].id", "invalid VPC endpoint id")],
+    );
+}
+
+#[test]
+fn check_rejects_yaml_pitfalls() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("vars.yaml");
+    let vars = "\
+cluster:
+  hostname: example.test
+  region: us-east-1
+gateways:
+  public:
+    listen: 127.0.0.1:18080
+app_config:
+  istio:
+    private_gateway:
+      enabled: false
+      allowed_principals:
+        - \"*\"
+        - arn:aws-cn:iam::012345678910:role/team/inference
+  litellm:
+    enabled: yes
+    upstream: http://127.0.0.1:4000
+";
+    std::fs::write(&path, vars).unwrap();
+
+    let output = postern(&["check", path.to_str().unwrap()]);
+
+    assert_eq!(output.status.code(), Some(1));
+    let expected = [
+        (
+            12,
+            11,
+            "app_config.istio.private_gateway.allowed_principals[0]",
+            "invalid principal \"*\"",
+        ),
+        (15, 14, "app_config.litellm.enabled", "\"yes\""),
+    ];
+    assert_problems(&text(&output.stderr), &path, &expected);
+}
+
+#[test]
+fn check_accepts_anchors_and_merge_keys() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("vars.yaml");
+    let vars = "\
+cluster:
+  hostname: example.test
+  region: us-east-1
+gateways:
+  public:
+    listen: 127.0.0.1:18080
+app_config:
+  litellm: &base
+    enabled: true
+    upstream: http://127.0.0.1:4000
+    timeouts:
+      body_idle: 10m
+  mlflow:
+    <<: *base
+    upstream: http://127.0.0.1:5000
+";
+    std::fs::write(&path, vars).unwrap();
+
+    let output = postern(&["check", path.to_str().unwrap()]);
+
+    assert!(output.status.success(), "stderr: {}", text(&output.stderr));
+    assert!(text(&output.stdout).contains("2 enabled apps"));
+}
+
+#[test]
+fn serve_refuses_invalid_config() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("vars.yaml");
+    std::fs::write(&path, BROKEN_VARS).unwrap();
+    std::fs::write(dir.path().join("endpoints.yaml"), DEFAULT_ENDPOINTS).unwrap();
+
+    let output = postern(&["serve", "--config", path.to_str().unwrap()]);
+
+    assert_eq!(output.status.code(), Some(1));
+    let stderr = text(&output.stderr);
+    assert_problems(&stderr, &path, &BROKEN_VARS_PROBLEMS);
+    assert!(stderr.contains("postern did not start"), "{stderr}");
+}
+
+#[tokio::test]
+async fn token_new_round_trip() {
+    let output = postern(&["token", "new", "ci-runner"]);
+    assert!(output.status.success(), "stderr: {}", text(&output.stderr));
+    let printed = text(&output.stdout);
+    let token = printed
+        .lines()
+        .find_map(|l| l.strip_prefix("token: "))
+        .unwrap_or_else(|| panic!("no token line in {printed:?}"))
+        .to_owned();
+    let entry_start = printed.find("- name: ci-runner").expect("the vars entry");
+    let entry = &printed[entry_start..];
+    let hash = entry
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("token_sha256: "))
+        .expect("the token_sha256 line");
+    assert!(token.starts_with("pst_"), "{token}");
+    assert_eq!(hash, hex::encode(Sha256::digest(token.as_bytes())));
+    assert!(
+        !text(&output.stderr).contains(&token),
+        "the token went to stderr"
+    );
+
+    // Paste the printed entry under identities.machines, as printed.
+    let echo = EchoServer::start().await;
+    let spec = GatewaySpec::new().app(AppSpec::new("echo", echo.addr));
+    let indented: String = entry.lines().map(|l| format!("    {l}\n")).collect();
+    let vars = spec
+        .vars_yaml()
+        .replace("  machines:\n", &format!("  machines:\n{indented}"));
+    let gateway = spec.start_with_vars(&vars).await;
+
+    let credential = format!("Bearer {token}");
+    let response = get(
+        gateway.public,
+        &public_host("echo"),
+        "/",
+        &[("proxy-authorization", &credential)],
+    )
+    .await;
+    assert_eq!(
+        response.echo().header("x-auth-request-user").as_deref(),
+        Some("ci-runner")
+    );
+    let other = get_with_token(gateway.public, &public_host("echo"), "/").await;
+    assert_eq!(
+        other.echo().header("x-auth-request-user").as_deref(),
+        Some(MACHINE)
+    );
+}
+
+#[test]
+fn token_new_is_random_and_checks_name() {
+    let first = text(&postern(&["token", "new", "a"]).stdout);
+    let second = text(&postern(&["token", "new", "a"]).stdout);
+    assert_ne!(first, second);
+
+    let invalid = postern(&["token", "new", "bad name"]);
+    assert!(!invalid.status.success());
+    assert!(text(&invalid.stdout).is_empty());
+    assert!(text(&invalid.stderr).contains("invalid machine name \"bad name\""));
+}
+
+#[test]
+fn version_flag() {
+    let output = postern(&["--version"]);
+
+    assert!(output.status.success());
+    assert_eq!(
+        text(&output.stdout).trim(),
+        format!("postern {}", env!("CARGO_PKG_VERSION"))
+    );
+}
+
+#[test]
+fn help_for_every_command() {
+    let cases: [(&[&str], &str, &str); 7] = [
+        (&["--help"], "Usage: postern <COMMAND>", "serve"),
+        (
+            &["serve", "--help"],
+            "Usage: postern serve",
+            "--config <FILE>",
+        ),
+        (&["check", "--help"], "Usage: postern check", "<FILE>"),
+        (
+            &["quickstart", "--help"],
+            "Usage: postern quickstart",
+            "--port <PORT>",
+        ),
+        (&["token", "--help"], "Usage: postern token", "new"),
+        (
+            &["token", "new", "--help"],
+            "Usage: postern token new",
+            "<NAME>",
+        ),
+        (&["help", "check"], "Usage: postern check", "<FILE>"),
+    ];
+
+    for (args, usage, mentions) in cases {
+        let output = postern(args);
+        let stdout = text(&output.stdout);
+        assert!(
+            output.status.success(),
+            "{args:?}: {}",
+            text(&output.stderr)
+        );
+        assert!(stdout.contains(usage), "{args:?}:\n{stdout}");
+        assert!(stdout.contains(mentions), "{args:?}:\n{stdout}");
+    }
+}
+
+#[test]
+fn missing_command_fails_with_usage() {
+    let output = postern(&[]);
+
+    assert_eq!(output.status.code(), Some(2));
+    assert!(text(&output.stderr).contains("Usage: postern <COMMAND>"));
+}

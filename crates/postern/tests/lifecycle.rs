@@ -1,0 +1,370 @@
+//! Reloads (file changes and SIGHUP, good and bad edits, the endpoints
+//! file) and the drain on SIGTERM.
+
+mod support;
+
+use std::time::{Duration, Instant};
+
+use http_body_util::BodyExt;
+use hyper_util::rt::TokioIo;
+use support::*;
+use tokio::io::AsyncWriteExt;
+
+/// How long a reload may take to show, from the file write or the signal.
+const RELOAD_LIMIT: Duration = Duration::from_secs(5);
+
+/// Polls `check` every 50 ms until it returns true, for at most
+/// `RELOAD_LIMIT`.
+async fn eventually<F, Fut>(what: &str, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let started = Instant::now();
+    while !check().await {
+        assert!(
+            started.elapsed() < RELOAD_LIMIT,
+            "{what} did not happen within {RELOAD_LIMIT:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+async fn status_of(gateway: &Gateway, app: &str) -> u16 {
+    get_with_token(gateway.public, &public_host(app), "/")
+        .await
+        .status
+        .as_u16()
+}
+
+#[tokio::test]
+async fn added_app_served_without_restart() {
+    let echo = EchoServer::start().await;
+    let spec = GatewaySpec::new().app(AppSpec::new("echo", echo.addr));
+    let gateway = spec.start().await;
+    let pid = gateway.pid();
+    assert_eq!(status_of(&gateway, "extra").await, 404);
+    gateway.wait_for_file_watch().await;
+    let applied = [("file", "vars"), ("outcome", "applied")];
+    let applied_before = gateway
+        .metric("postern_config_reloads_total", &applied)
+        .await;
+
+    let spec = spec.app(AppSpec::new("extra", echo.addr));
+    gateway.replace_vars(&spec.vars_yaml());
+
+    eventually("serving the added app", || async {
+        status_of(&gateway, "extra").await == 200
+    })
+    .await;
+    assert_eq!(status_of(&gateway, "echo").await, 200);
+    assert_eq!(gateway.pid(), pid);
+    gateway
+        .wait_for_metric(
+            "postern_config_reloads_total",
+            &applied,
+            applied_before + 1.0,
+        )
+        .await;
+    gateway
+        .wait_for_diagnostic("the reload line", |l| {
+            l["message"] == "Config reload applied"
+        })
+        .await;
+}
+
+#[tokio::test]
+async fn bad_edit_keeps_running_config() {
+    let echo = EchoServer::start().await;
+    let spec = GatewaySpec::new().app(AppSpec::new("echo", echo.addr));
+    let gateway = spec.start().await;
+    gateway.wait_for_file_watch().await;
+    let applied = [("file", "vars"), ("outcome", "applied")];
+    let applied_before = gateway
+        .metric("postern_config_reloads_total", &applied)
+        .await;
+
+    // A typo in a key, and an app that would be served if it were applied.
+    let broken = spec
+        .app(AppSpec::new("extra", echo.addr))
+        .vars_yaml()
+        .replace(
+            "    enabled: true\n    upstream",
+            "    enabeld: true\n    upstream",
+        );
+    gateway.replace_vars(&broken);
+
+    let rejected = [("file", "vars"), ("outcome", "rejected")];
+    gateway
+        .wait_for_metric("postern_config_reloads_total", &rejected, 1.0)
+        .await;
+    let problem = gateway
+        .wait_for_diagnostic("the config problem line", |l| {
+            l["message"] == "Config problem"
+        })
+        .await;
+    assert_eq!(problem["key"], "app_config.echo.enabeld", "{problem}");
+    assert!(
+        problem["line"].as_u64().unwrap_or_default() > 0,
+        "{problem}"
+    );
+    gateway
+        .wait_for_diagnostic("the rejection line", |l| {
+            l["message"] == "Config reload rejected; the running config stays"
+        })
+        .await;
+    assert_eq!(status_of(&gateway, "echo").await, 200);
+    assert_eq!(status_of(&gateway, "extra").await, 404);
+    assert_eq!(
+        gateway
+            .metric("postern_config_reloads_total", &applied)
+            .await,
+        applied_before
+    );
+}
+
+#[tokio::test]
+async fn sighup_reloads() {
+    let echo = EchoServer::start().await;
+    let gateway = GatewaySpec::new()
+        .app(AppSpec::new("echo", echo.addr))
+        .start()
+        .await;
+    // The signal handler is installed just before the file watcher starts.
+    gateway.wait_for_file_watch().await;
+    let applied = [("file", "vars"), ("outcome", "applied")];
+    let applied_before = gateway
+        .metric("postern_config_reloads_total", &applied)
+        .await;
+
+    gateway.signal("HUP");
+
+    gateway
+        .wait_for_diagnostic("a reload line with trigger Signal", |l| {
+            l["message"] == "Config reload applied" && l["trigger"] == "Signal"
+        })
+        .await;
+    gateway
+        .wait_for_metric(
+            "postern_config_reloads_total",
+            &applied,
+            applied_before + 1.0,
+        )
+        .await;
+    assert_eq!(status_of(&gateway, "echo").await, 200);
+}
+
+/// Sends a PrivateLink PROXY header for `endpoint_id` and a GET, and returns
+/// the status, or `None` if the gateway closed the connection.
+async fn privatelink_status(gateway: &Gateway, endpoint_id: &str) -> Option<u16> {
+    let gate = gateway.private_gate();
+    let mut bytes = proxy_v2_endpoint("198.51.100.23:50123".parse().unwrap(), gate, endpoint_id);
+    bytes.extend_from_slice(&raw_get(&private_host("echo"), "/", ""));
+    let mut stream = connect_from(BALANCER, gate).await;
+    write_ignoring_errors(&mut stream, &bytes).await;
+    match read_outcome(&mut stream, RESPONSE_TIMEOUT).await {
+        ReadOutcome::Data(bytes) => Some(RawResponse::parse(&bytes).status),
+        ReadOutcome::Closed | ReadOutcome::Reset => None,
+        ReadOutcome::Silent => panic!("no response and no close for {endpoint_id}"),
+    }
+}
+
+#[tokio::test]
+async fn endpoints_edit_admits_endpoint() {
+    let echo = EchoServer::start().await;
+    let gateway = GatewaySpec::new()
+        .app(AppSpec::new("echo", echo.addr).private())
+        .start()
+        .await;
+    assert_eq!(privatelink_status(&gateway, ENDPOINT_PENDING).await, None);
+    gateway.wait_for_file_watch().await;
+    let applied = [("file", "endpoints"), ("outcome", "applied")];
+    let applied_before = gateway
+        .metric("postern_config_reloads_total", &applied)
+        .await;
+
+    let accepted = DEFAULT_ENDPOINTS.replace("state: pendingAcceptance", "state: available");
+    gateway.replace_endpoints(&accepted);
+
+    eventually("admitting the accepted endpoint", || async {
+        privatelink_status(&gateway, ENDPOINT_PENDING).await == Some(200)
+    })
+    .await;
+    gateway
+        .wait_for_metric(
+            "postern_config_reloads_total",
+            &applied,
+            applied_before + 1.0,
+        )
+        .await;
+
+    // A broken endpoints file is rejected and the last good list stays.
+    gateway.replace_endpoints("endpoints:\n  - id: not-an-endpoint\n");
+    let rejected = [("file", "endpoints"), ("outcome", "rejected")];
+    gateway
+        .wait_for_metric("postern_config_reloads_total", &rejected, 1.0)
+        .await;
+    assert_eq!(
+        privatelink_status(&gateway, ENDPOINT_PENDING).await,
+        Some(200)
+    );
+    assert_eq!(
+        privatelink_status(&gateway, ENDPOINT_OTHER_OWNER).await,
+        None
+    );
+}
+
+/// Starts a gateway with a server-sent-events app and a grace period of
+/// 10 s, opens a stream of 6 events 300 ms apart, and sends SIGTERM once
+/// the response headers have arrived. The task returns the whole body.
+async fn terminate_during_stream() -> (
+    Gateway,
+    tokio::task::JoinHandle<Result<String, hyper::Error>>,
+) {
+    let sse = start_sse().await;
+    let gateway = GatewaySpec::new()
+        .app(AppSpec::new("stream", sse))
+        .limit("shutdown_grace_period", "10s")
+        .start()
+        .await;
+
+    let stream = connect_from(LOCALHOST, gateway.public).await;
+    let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        .await
+        .unwrap();
+    tokio::spawn(connection);
+    let request = request(
+        "GET",
+        &public_host("stream"),
+        "/events?count=6&pause_ms=300",
+    )
+    .header("proxy-authorization", format!("Bearer {TOKEN}"))
+    .body(empty_body())
+    .unwrap();
+    let response = within(
+        RESPONSE_TIMEOUT,
+        "the stream's headers",
+        sender.send_request(request),
+    )
+    .await
+    .unwrap();
+    assert_eq!(response.status(), 200);
+    let reader = tokio::spawn(async move {
+        let collected = response.into_body().collect().await;
+        collected.map(|c| String::from_utf8_lossy(&c.to_bytes()).into_owned())
+    });
+
+    gateway.signal("TERM");
+    (gateway, reader)
+}
+
+#[tokio::test]
+async fn sigterm_drains_in_flight_stream() {
+    let (mut gateway, reader) = terminate_during_stream().await;
+
+    // New connections are refused once the listener has closed.
+    let public = gateway.public;
+    eventually("the public gate refusing connections", || async {
+        match try_connect_from(LOCALHOST, public).await {
+            Err(_) => true,
+            Ok(mut stream) => {
+                // The connection was accepted before the listener closed, or
+                // queued in its backlog. Either way, it must not be served.
+                let request = raw_get(&public_host("stream"), "/", "");
+                write_ignoring_errors(&mut stream, &request).await;
+                let outcome = read_outcome(&mut stream, Duration::from_millis(500)).await;
+                !matches!(outcome, ReadOutcome::Data(_))
+            }
+        }
+    })
+    .await;
+
+    // The stream in flight still completes.
+    let body = within(Duration::from_secs(8), "the in-flight stream", reader)
+        .await
+        .unwrap()
+        .expect("the in-flight stream ended cleanly");
+    assert_eq!(body.matches("data: event").count(), 6, "{body:?}");
+    let status = gateway.wait_exit(Duration::from_secs(8)).await;
+    assert_eq!(
+        status.code(),
+        Some(0),
+        "exit status; stderr:\n{}",
+        gateway.stderr_text()
+    );
+    assert!(gateway.stderr_text().contains("All connections drained"));
+}
+
+#[tokio::test]
+async fn readyz_503_during_drain() {
+    let (gateway, reader) = terminate_during_stream().await;
+
+    // Once the public gate refuses connections, the drain has begun. The
+    // stream keeps it going for about 1.5 s more, and in that time /readyz
+    // must return 503 so that balancers stop sending new clients.
+    let public = gateway.public;
+    eventually("the public gate refusing connections", || async {
+        try_connect_from(LOCALHOST, public).await.is_err()
+    })
+    .await;
+    let readyz = admin_get(gateway.admin, "/readyz").await;
+
+    assert!(
+        !reader.is_finished(),
+        "the stream ended before /readyz was asked"
+    );
+    match readyz {
+        Ok(response) => assert_eq!(response.status, 503, "{}", response.text()),
+        Err(error) => panic!("/readyz did not respond during the drain: {error}"),
+    }
+}
+
+#[tokio::test]
+async fn idle_connection_closed_on_drain() {
+    let echo = EchoServer::start().await;
+    let mut gateway = GatewaySpec::new()
+        .app(AppSpec::new("echo", echo.addr))
+        .limit("shutdown_grace_period", "10s")
+        .start()
+        .await;
+
+    // A keep-alive connection with no request in flight must not hold up
+    // the exit for the whole grace period.
+    let mut idle = connect_from(LOCALHOST, gateway.public).await;
+    let request = format!(
+        "GET / HTTP/1.1\r\nHost: {}\r\nProxy-Authorization: Bearer {TOKEN}\r\n\r\n",
+        public_host("echo")
+    );
+    idle.write_all(request.as_bytes()).await.unwrap();
+    assert!(matches!(
+        read_outcome(&mut idle, RESPONSE_TIMEOUT).await,
+        ReadOutcome::Data(_)
+    ));
+
+    let started = Instant::now();
+    gateway.signal("TERM");
+    let status = gateway.wait_exit(Duration::from_secs(5)).await;
+
+    assert_eq!(status.code(), Some(0));
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "exiting took {:?} with one idle connection",
+        started.elapsed()
+    );
+}
+
+#[tokio::test]
+async fn disabled_private_gate_opens_no_listener() {
+    // Keep a port listening and name it as the private gate's address. If
+    // postern tried to open the private gate, it could not start.
+    let occupied = tokio::net::TcpListener::bind("127.0.0.3:0").await.unwrap();
+    let occupied_addr = occupied.local_addr().unwrap();
+    let spec = GatewaySpec::new()
+        .without_private_gate()
+        .private_listen(occupied_addr);
+
+    let gateway = spec.start().await;
+
+    assert_eq!(gateway.private, None);
+    drop(occupied);
+}
