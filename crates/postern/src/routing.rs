@@ -13,6 +13,7 @@ use http::request::Parts;
 use crate::config::{AppTimeouts, Config};
 use crate::policy::admission::Gate;
 use crate::proxy::upstream;
+use crate::telemetry::metrics::RequestMetrics;
 
 /// Errors in a request's host.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -35,6 +36,17 @@ pub struct Route {
     pub timeouts: AppTimeouts,
     /// The pooled client for this app's upstream.
     pub client: upstream::Client,
+    /// Request metrics on the public and the private gate.
+    pub metrics: [Arc<RequestMetrics>; 2],
+}
+
+impl Route {
+    pub fn metrics(&self, gate: Gate) -> &Arc<RequestMetrics> {
+        match gate {
+            Gate::Public => &self.metrics[0],
+            Gate::Private => &self.metrics[1],
+        }
+    }
 }
 
 /// Host name to route, per gate.
@@ -62,6 +74,8 @@ impl RouteTable {
                 upstream: upstream.authority.clone(),
                 timeouts: app.timeouts,
                 client: upstream::client(&app.timeouts),
+                metrics: [Gate::Public, Gate::Private]
+                    .map(|gate| Arc::new(RequestMetrics::new(gate, &app.name))),
             });
             table
                 .public

@@ -145,6 +145,7 @@ fn decide(
         )));
     };
     record.app = Some(route.app.clone());
+    record.metrics = Some(route.metrics(conn.gate).clone());
 
     headers::strip_identity_headers(&mut parts.headers);
     if conn.gate == Gate::Public {
@@ -220,6 +221,7 @@ impl Exchange {
             request_id,
             decision: "deny",
             reason: "",
+            metrics: None,
         };
         Exchange {
             started: Instant::now(),

@@ -8,12 +8,13 @@ use std::time::{Duration, SystemTime};
 use serde::Serialize;
 use tracing_appender::non_blocking::{NonBlocking, NonBlockingBuilder, WorkerGuard};
 
+use super::metrics::RequestMetrics;
 use crate::policy::admission::{Gate, canonical};
 
 static WRITER: OnceLock<NonBlocking> = OnceLock::new();
 
 /// One request as the access log records it. Never holds a credential.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Clone, Serialize)]
 pub struct AccessRecord {
     #[serde(serialize_with = "rfc3339")]
     pub time: SystemTime,
@@ -42,6 +43,10 @@ pub struct AccessRecord {
     pub decision: &'static str,
     /// Why the gateway decided as it did, as a fixed code.
     pub reason: &'static str,
+    /// The metric handles of the matched app; unrouted requests use shared
+    /// ones.
+    #[serde(skip)]
+    pub metrics: Option<Arc<RequestMetrics>>,
 }
 
 impl Serialize for Gate {

@@ -4,7 +4,7 @@
 
 use std::sync::OnceLock;
 
-use metrics::{counter, gauge, histogram};
+use metrics::{Counter, Histogram, counter, gauge, histogram};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 
 use super::access::AccessRecord;
@@ -34,23 +34,59 @@ pub fn render() -> String {
     install().render()
 }
 
+/// Per-request metric handles of one app on one gate, registered once when
+/// the config loads so that a request updates them without a registry
+/// lookup.
+pub struct RequestMetrics {
+    /// Requests by status class, `1xx` to `5xx`.
+    requests: [Counter; 5],
+    duration: Histogram,
+    upstream: Histogram,
+}
+
+const STATUS_CLASSES: [&str; 5] = ["1xx", "2xx", "3xx", "4xx", "5xx"];
+
+impl RequestMetrics {
+    /// Registers the handles for `app` (`-` for requests that matched no
+    /// app). Call it after [`install`], or the handles record nothing.
+    pub fn new(gate: Gate, app: &str) -> Self {
+        let gate = gate.as_str();
+        let requests = STATUS_CLASSES.map(|class| {
+            counter!("postern_requests_total", "gate" => gate, "app" => app.to_owned(), "status_class" => class)
+        });
+        RequestMetrics {
+            requests,
+            duration: histogram!("postern_request_duration_seconds", "gate" => gate, "app" => app.to_owned()),
+            upstream: histogram!("postern_upstream_response_header_seconds", "gate" => gate, "app" => app.to_owned()),
+        }
+    }
+
+    /// The handles for requests on `gate` that matched no app.
+    pub fn unrouted(gate: Gate) -> &'static RequestMetrics {
+        static UNROUTED: OnceLock<[RequestMetrics; 2]> = OnceLock::new();
+        let both = UNROUTED.get_or_init(|| {
+            [
+                RequestMetrics::new(Gate::Public, "-"),
+                RequestMetrics::new(Gate::Private, "-"),
+            ]
+        });
+        match gate {
+            Gate::Public => &both[0],
+            Gate::Private => &both[1],
+        }
+    }
+}
+
 pub fn record_request(record: &AccessRecord) {
-    let gate = record.gate.as_str();
-    let app = record.app.as_deref().unwrap_or("-").to_owned();
-    let class = match record.status {
-        100..=199 => "1xx",
-        200..=299 => "2xx",
-        300..=399 => "3xx",
-        400..=499 => "4xx",
-        _ => "5xx",
+    let metrics = match &record.metrics {
+        Some(metrics) => metrics.as_ref(),
+        None => RequestMetrics::unrouted(record.gate),
     };
-    counter!("postern_requests_total", "gate" => gate, "app" => app.clone(), "status_class" => class)
-        .increment(1);
-    histogram!("postern_request_duration_seconds", "gate" => gate, "app" => app.clone())
-        .record(record.duration_ms / 1000.0);
+    let class = (record.status / 100).clamp(1, 5) as usize - 1;
+    metrics.requests[class].increment(1);
+    metrics.duration.record(record.duration_ms / 1000.0);
     if let Some(upstream_ms) = record.upstream_ms {
-        histogram!("postern_upstream_response_header_seconds", "gate" => gate, "app" => app)
-            .record(upstream_ms / 1000.0);
+        metrics.upstream.record(upstream_ms / 1000.0);
     }
 }
 
