@@ -118,12 +118,12 @@ pub fn parse(input: &[u8]) -> Result<Parsed, HeaderFault> {
         };
     }
 
+    if let (true, Some(end)) = (is_v1, v1_line_end) {
+        return parse_v1_line(&input[..end + 2]);
+    }
+
     let result = HeaderResult::parse(input);
     if result.is_incomplete() {
-        if is_v1 {
-            // The whole line is here, so nothing more can complete it.
-            return Err(HeaderFault::Malformed("incomplete v1 header line".into()));
-        }
         return Ok(Parsed::Incomplete);
     }
     match result {
@@ -131,6 +131,22 @@ pub fn parse(input: &[u8]) -> Result<Parsed, HeaderFault> {
         HeaderResult::V1(Ok(header)) => Ok(Parsed::Header(from_v1(&header), header.header.len())),
         HeaderResult::V2(Err(e)) => Err(HeaderFault::Malformed(e.to_string())),
         HeaderResult::V1(Err(e)) => Err(HeaderFault::Malformed(e.to_string())),
+    }
+}
+
+/// Parses one whole v1 line, CRLF included. ppp ends a line at the first CR
+/// whatever follows it, so a header that does not take the whole line (a
+/// bare CR inside it) is malformed.
+fn parse_v1_line(line: &[u8]) -> Result<Parsed, HeaderFault> {
+    match v1::Header::try_from(line) {
+        Ok(header) if header.header.len() == line.len() => {
+            Ok(Parsed::Header(from_v1(&header), line.len()))
+        }
+        Ok(_) => Err(HeaderFault::Malformed(
+            "a bare CR inside the v1 header line".into(),
+        )),
+        // The whole line is here, so nothing more can complete it.
+        Err(e) => Err(HeaderFault::Malformed(e.to_string())),
     }
 }
 
@@ -153,8 +169,15 @@ fn from_v1(header: &v1::Header<'_>) -> ProxyHeader {
 fn from_v2(header: &v2::Header<'_>) -> Result<ProxyHeader, HeaderFault> {
     // Walk every TLV, even for LOCAL, so that an overrunning length is
     // always an error. Unknown types are skipped.
+    // ppp counts the whole payload of an AF_UNSPEC header as address bytes,
+    // but the protocol puts TLVs right after the 16-byte header there (an
+    // empty address block), so the TLVs are located here.
+    let address_len = header.address_family().byte_length().unwrap_or(0);
+    let tlv_start = (16 + address_len).min(header.len());
+    let tlvs = v2::TypeLengthValues::from(&header.as_bytes()[tlv_start..]);
+
     let mut endpoint_id = None;
-    for tlv in header.tlvs() {
+    for tlv in tlvs {
         let tlv = tlv.map_err(|e| HeaderFault::Malformed(format!("invalid TLV: {e}")))?;
         if tlv.kind != PP2_TYPE_AWS {
             continue;

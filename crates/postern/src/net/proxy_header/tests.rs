@@ -265,3 +265,39 @@ async fn sniff_classifies_first_bytes() {
         );
     }
 }
+
+#[test]
+fn parse_v1_rejects_bare_cr() {
+    // Found by fuzzing: ppp ends a v1 line at the first CR.
+    let line = b"PROXY UNKNOWN \n \rX\r\n";
+    assert!(matches!(parse(line), Err(HeaderFault::Malformed(_))));
+    let fuzzed = hex::decode("50524f585920554e4b4e4f574e20000000200a200d2d0d0a").unwrap();
+    assert!(matches!(parse(&fuzzed), Err(HeaderFault::Malformed(_))));
+}
+
+#[test]
+fn parse_unspec_family_reads_tlvs() {
+    // LOCAL, AF_UNSPEC, with a TLV that claims 0x1078 bytes.
+    let overrun = hex::decode("0d0a0d0a000d0a515549540a20000004e0001078").unwrap();
+    assert!(matches!(parse(&overrun), Err(HeaderFault::Malformed(_))));
+
+    // PROXY, AF_UNSPEC, with the AWS TLV: the id is read from byte 16.
+    let mut header = V2_SIGNATURE.to_vec();
+    let tlv = aws_tlv(ENDPOINT);
+    header.extend_from_slice(&[0x21, 0x00]);
+    header.extend_from_slice(&((tlv.len() + 3) as u16).to_be_bytes());
+    header.push(PP2_TYPE_AWS);
+    header.extend_from_slice(&(tlv.len() as u16).to_be_bytes());
+    header.extend_from_slice(&tlv);
+    let Parsed::Header(parsed, len) = parse(&header).unwrap() else {
+        panic!("expected a whole header")
+    };
+    assert_eq!(len, header.len());
+    assert_eq!(
+        parsed,
+        ProxyHeader::Proxy {
+            source: None,
+            endpoint_id: Some(ENDPOINT.into())
+        }
+    );
+}
