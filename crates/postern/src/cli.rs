@@ -4,6 +4,8 @@ use std::path::PathBuf;
 
 use clap::{Parser, Subcommand};
 
+use crate::runtime::serve::GateSelection;
+
 /// postern: an ingress gateway with a zero-trust public gate and a private
 /// gate for AWS PrivateLink.
 #[derive(Debug, Parser)]
@@ -24,6 +26,10 @@ pub enum Command {
         /// The vars file.
         #[arg(long, short = 'c', value_name = "FILE")]
         config: PathBuf,
+        /// The gates to serve: both, or one, for deployments that run each
+        /// gate in its own pods. The admin listener always runs.
+        #[arg(long, value_enum, default_value_t = GateSelection::All)]
+        gate: GateSelection,
     },
     /// Validate a vars file and the endpoints file it names.
     ///

@@ -22,10 +22,12 @@ fn main() -> ExitCode {
                 ExitCode::from(2)
             }
         },
-        Command::Serve { config } => {
+        Command::Serve { config, gate } => {
             telemetry::init_logging();
             let _access_log = telemetry::access::init();
-            run(async move { serve::serve(&config, serve::termination_signal(), |_| {}).await })
+            run(
+                async move { serve::serve(&config, gate, serve::termination_signal(), |_| {}).await },
+            )
         }
         Command::Quickstart { port } => {
             telemetry::init_logging();

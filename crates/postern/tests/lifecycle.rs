@@ -141,7 +141,7 @@ async fn sighup_reloads() {
 
     gateway
         .wait_for_diagnostic("a reload line with trigger Signal", |l| {
-            l["message"] == "Config reload applied" && l["trigger"] == "Signal"
+            l["message"] == "Config reload applied" && l["trigger"] == "sighup"
         })
         .await;
     gateway
@@ -182,6 +182,10 @@ async fn endpoints_edit_admits_endpoint() {
     let applied_before = gateway
         .metric("postern_config_reloads_total", &applied)
         .await;
+    let vars_applied = [("file", "vars"), ("outcome", "applied")];
+    let vars_before = gateway
+        .metric("postern_config_reloads_total", &vars_applied)
+        .await;
 
     let accepted = DEFAULT_ENDPOINTS.replace("state: pendingAcceptance", "state: available");
     gateway.replace_endpoints(&accepted);
@@ -197,6 +201,14 @@ async fn endpoints_edit_admits_endpoint() {
             applied_before + 1.0,
         )
         .await;
+
+    // Only the endpoints file changed, so the vars file was not reloaded.
+    assert_eq!(
+        gateway
+            .metric("postern_config_reloads_total", &vars_applied)
+            .await,
+        vars_before
+    );
 
     // A broken endpoints file is rejected and the last good list stays.
     gateway.replace_endpoints("endpoints:\n  - id: not-an-endpoint\n");
@@ -225,6 +237,7 @@ async fn terminate_during_stream() -> (
     let gateway = GatewaySpec::new()
         .app(AppSpec::new("stream", sse))
         .limit("shutdown_grace_period", "10s")
+        .limit("shutdown_delay", "0s")
         .start()
         .await;
 
@@ -325,6 +338,7 @@ async fn idle_connection_closed_on_drain() {
     let mut gateway = GatewaySpec::new()
         .app(AppSpec::new("echo", echo.addr))
         .limit("shutdown_grace_period", "10s")
+        .limit("shutdown_delay", "0s")
         .start()
         .await;
 
@@ -367,4 +381,37 @@ async fn disabled_private_gate_opens_no_listener() {
 
     assert_eq!(gateway.private, None);
     drop(occupied);
+}
+
+#[tokio::test]
+async fn shutdown_delay_keeps_serving_while_not_ready() {
+    let echo = EchoServer::start().await;
+    let mut gateway = GatewaySpec::new()
+        .app(AppSpec::new("echo", echo.addr))
+        .limit("shutdown_delay", "1500ms")
+        .start()
+        .await;
+
+    // A connection that has sent nothing yet must not hold up the exit.
+    let _silent = connect_from(LOCALHOST, gateway.public).await;
+
+    let started = Instant::now();
+    gateway.signal("TERM");
+    eventually("/readyz returning 503", || async {
+        admin_get(gateway.admin, "/readyz")
+            .await
+            .is_ok_and(|r| r.status == 503)
+    })
+    .await;
+
+    // Within the delay, new connections are still served.
+    let response = get_with_token(gateway.public, &public_host("echo"), "/late").await;
+    assert_eq!(response.status, 200);
+    assert!(started.elapsed() < Duration::from_millis(1500));
+
+    let status = gateway.wait_exit(Duration::from_secs(8)).await;
+    assert_eq!(status.code(), Some(0));
+    let took = started.elapsed();
+    assert!(took >= Duration::from_millis(1500), "exited after {took:?}");
+    assert!(took < Duration::from_secs(5), "exited after {took:?}");
 }

@@ -200,18 +200,9 @@ impl Decoder {
     pub fn string(&mut self, at: Cursor<'_>) -> Option<String> {
         match &at.node.value {
             Value::String(s) => Some(s.clone()),
-            Value::Integer(_) | Value::Float(_) | Value::Bool(_) => {
-                self.report(
-                    at,
-                    format!(
-                        "expected a string, found {}; quote the value to keep it as written",
-                        at.node.kind()
-                    ),
-                );
-                None
-            }
             _ => {
-                self.report(at, format!("expected a string, found {}", at.node.kind()));
+                let found = describe(at.node);
+                self.report(at, format!("expected a string, found {found}"));
                 None
             }
         }
@@ -220,6 +211,15 @@ impl Decoder {
     pub fn boolean(&mut self, at: Cursor<'_>) -> Option<bool> {
         match &at.node.value {
             Value::Bool(b) => Some(*b),
+            Value::String(s)
+                if s.eq_ignore_ascii_case("true") || s.eq_ignore_ascii_case("false") =>
+            {
+                self.report(
+                    at,
+                    format!("expected true or false, found the string {s:?}; remove the quotes"),
+                );
+                None
+            }
             _ => {
                 self.report(
                     at,
@@ -248,15 +248,29 @@ impl Decoder {
         }
     }
 
-    /// Reads a duration written like `30s`, `5m` or `1h 30m`.
+    /// Reads a duration written like `30s`, `5m` or `1h 30m`, greater than
+    /// zero.
     pub fn duration(&mut self, at: Cursor<'_>) -> Option<Duration> {
+        let d = self.duration_or_zero(at)?;
+        if d.is_zero() {
+            self.report(at, "the duration must be greater than zero");
+            return None;
+        }
+        Some(d)
+    }
+
+    /// Reads a duration written like `0s`, `30s`, `5m` or `1h 30m`.
+    pub fn duration_or_zero(&mut self, at: Cursor<'_>) -> Option<Duration> {
+        if let Value::Integer(n) = at.node.value {
+            self.report(
+                at,
+                format!("expected a duration with a unit, such as {n}s or {n}ms, found {n}"),
+            );
+            return None;
+        }
         let text = self.string(at)?;
         match humantime::parse_duration(&text) {
-            Ok(d) if !d.is_zero() => Some(d),
-            Ok(_) => {
-                self.report(at, "the duration must be greater than zero");
-                None
-            }
+            Ok(d) => Some(d),
             Err(_) => {
                 self.report(
                     at,

@@ -92,7 +92,9 @@ impl Endpoints {
                 column: 0,
                 path: String::new(),
                 message: format!(
-                    "cannot read the endpoints file: {e}; check privatelink.endpoints_file"
+                    "cannot read the endpoints file {}: {e}; postern reconcile writes it, or \
+                     create it with `endpoints: []`",
+                    path.display()
                 ),
             }])
         })?;
@@ -108,13 +110,21 @@ impl Endpoints {
                     .location()
                     .map(|l| (l.line(), l.column()))
                     .unwrap_or((0, 0));
-                d.report_at(line, column, "", format!("invalid YAML: {e}"));
+                d.report_at(
+                    line,
+                    column,
+                    "",
+                    format!("invalid YAML: {}", tree::describe_error(&e)),
+                );
                 return Err(Problems(d.problems));
             }
         };
         match decode(&mut d, Cursor::root(&root)) {
             Some(endpoints) if d.problems.is_empty() => Ok(endpoints),
-            _ => Err(Problems(d.problems)),
+            _ => {
+                d.problems.sort_by_key(|p| (p.line, p.column));
+                Err(Problems(d.problems))
+            }
         }
     }
 
@@ -165,6 +175,7 @@ fn decode(d: &mut Decoder, at: Cursor<'_>) -> Option<Endpoints> {
 
 fn endpoint(d: &mut Decoder, at: Cursor<'_>) -> Option<Endpoint> {
     let map = d.mapping(at, &["id", "owner", "state", "region"])?;
+
     let mut field = |key: &str, parse: fn(&str) -> Result<String, String>| match map.get(key) {
         Some((p, n)) => d.parse(p.cursor(n), parse),
         None => {
@@ -181,8 +192,23 @@ fn endpoint(d: &mut Decoder, at: Cursor<'_>) -> Option<Endpoint> {
             .map(|()| s.to_owned())
             .map_err(|e| e.to_string())
     });
-    let owner = field("owner", parse_account);
+    // Unquoted, YAML reads an account id as a number and drops its leading
+    // zeros, so that case gets its own message below.
+    let unquoted_owner = map
+        .get("owner")
+        .filter(|(_, n)| matches!(n.value, tree::Value::Integer(_)));
+    let owner = match unquoted_owner {
+        Some(_) => None,
+        None => field("owner", parse_account),
+    };
     let state = field("state", |s| EndpointState::parse(s).map(|_| s.to_owned()));
+    if let Some((p, n)) = unquoted_owner {
+        d.report(
+            p.cursor(n),
+            "the owner must be quoted, such as \"012345678910\", because YAML reads an \
+             unquoted account id as a number and drops its leading zeros",
+        );
+    }
     let region = match map.get("region") {
         Some((p, n)) => d.string(p.cursor(n)).map(Some),
         None => Some(None),

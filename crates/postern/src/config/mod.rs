@@ -33,6 +33,9 @@ pub const DEFAULT_MAX_HEADER_BYTES: usize = 64 * 1024;
 pub const DEFAULT_HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
 /// Default time a client connection with no request in flight stays open.
 pub const DEFAULT_CLIENT_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+/// Default time between SIGTERM (when /readyz turns 503) and closing the
+/// listeners, so that load balancers stop sending new connections first.
+pub const DEFAULT_SHUTDOWN_DELAY: Duration = Duration::from_secs(5);
 /// Default time in-flight requests get to finish after SIGTERM.
 pub const DEFAULT_SHUTDOWN_GRACE_PERIOD: Duration = Duration::from_secs(30);
 /// Default time to open a TCP connection to an upstream.
@@ -84,8 +87,16 @@ pub struct GateConfig {
 pub struct PrivateGate {
     pub gate: GateConfig,
     pub allowed_principals: Vec<Principal>,
-    /// The endpoints file, resolved against the vars file's folder.
-    pub endpoints_file: Option<PathBuf>,
+    pub endpoints_file: Option<EndpointsFile>,
+}
+
+/// `privatelink.endpoints_file`, resolved against the vars file's folder,
+/// and where the vars file names it (for errors about the file).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EndpointsFile {
+    pub path: PathBuf,
+    pub line: u64,
+    pub column: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -133,6 +144,7 @@ pub struct Limits {
     pub max_header_bytes: usize,
     pub header_read_timeout: Duration,
     pub client_idle_timeout: Duration,
+    pub shutdown_delay: Duration,
     pub shutdown_grace_period: Duration,
 }
 
@@ -199,6 +211,7 @@ impl Default for Limits {
             max_header_bytes: DEFAULT_MAX_HEADER_BYTES,
             header_read_timeout: DEFAULT_HEADER_READ_TIMEOUT,
             client_idle_timeout: DEFAULT_CLIENT_IDLE_TIMEOUT,
+            shutdown_delay: DEFAULT_SHUTDOWN_DELAY,
             shutdown_grace_period: DEFAULT_SHUTDOWN_GRACE_PERIOD,
         }
     }

@@ -48,6 +48,15 @@ pub fn parse(text: &str) -> Result<Node, serde_saphyr::Error> {
     serde_saphyr::from_str_with_options(text, options)
 }
 
+/// Describes a YAML error in one line: serde-saphyr's message without its
+/// source snippet (which names the input `<input>`, not the file) and without
+/// its advice about parser options, which users cannot set.
+pub fn describe_error(error: &serde_saphyr::Error) -> String {
+    let text = error.without_snippet().to_string();
+    let text = text.replace(", set DuplicateKeyPolicy in Options if acceptable", "");
+    text.lines().next().unwrap_or_default().trim().to_owned()
+}
+
 // === impl Node ===
 
 impl Node {

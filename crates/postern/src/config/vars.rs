@@ -26,7 +26,12 @@ pub(super) fn decode(path: &Path, text: &str) -> Result<Config, Problems> {
                 .location()
                 .map(|l| (l.line(), l.column()))
                 .unwrap_or((0, 0));
-            d.report_at(line, column, "", format!("invalid YAML: {e}"));
+            d.report_at(
+                line,
+                column,
+                "",
+                format!("invalid YAML: {}", tree::describe_error(&e)),
+            );
             return Err(Problems(d.problems));
         }
     };
@@ -34,7 +39,10 @@ pub(super) fn decode(path: &Path, text: &str) -> Result<Config, Problems> {
 
     let config = decode_root(&mut d, Cursor::root(&root), base);
     match config {
-        Some(config) if d.problems.is_empty() => Ok(config),
+        Some(mut config) if d.problems.is_empty() => {
+            config.source = path.to_owned();
+            Ok(config)
+        }
         _ => {
             d.problems.sort_by_key(|p| (p.line, p.column));
             Err(Problems(d.problems))
@@ -239,12 +247,17 @@ fn tls(d: &mut Decoder, at: Cursor<'_>, base: &Path) -> Option<TlsFiles> {
     Some(files)
 }
 
-fn privatelink(d: &mut Decoder, at: Cursor<'_>, base: &Path) -> Option<Option<PathBuf>> {
+fn privatelink(d: &mut Decoder, at: Cursor<'_>, base: &Path) -> Option<Option<EndpointsFile>> {
     let map = d.mapping(at, &["endpoints_file"])?;
-    match map.get("endpoints_file") {
-        Some((p, n)) => d.string(p.cursor(n)).map(|f| Some(base.join(f))),
-        None => Some(None),
-    }
+    let Some((p, n)) = map.get("endpoints_file") else {
+        return Some(None);
+    };
+    let path = base.join(d.string(p.cursor(n))?);
+    Some(Some(EndpointsFile {
+        path,
+        line: n.line,
+        column: n.column,
+    }))
 }
 
 fn identities(d: &mut Decoder, at: Cursor<'_>) -> Option<Vec<Machine>> {
@@ -304,16 +317,15 @@ fn app_config(
             switch = gateway_settings(d, path.cursor(node)).map(Some);
             continue;
         }
-        if let Err(message) = parse_app_name(&key.name) {
-            d.report_at(key.line, key.column, path.as_str(), message);
-            complete = false;
-            continue;
-        }
+        // A bad name is reported, and the app's keys are still checked.
+        let name_ok = parse_app_name(&key.name)
+            .map_err(|message| d.report_at(key.line, key.column, path.as_str(), message))
+            .is_ok();
         match app(d, path.cursor(node), &key.name) {
-            Some(app) => {
+            Some(app) if name_ok => {
                 apps.insert(key.name.clone(), app);
             }
-            None => complete = false,
+            _ => complete = false,
         }
     }
     let switch = switch?;
@@ -413,6 +425,7 @@ fn limits(d: &mut Decoder, at: Cursor<'_>) -> Option<Limits> {
             "max_header_bytes",
             "header_read_timeout",
             "client_idle_timeout",
+            "shutdown_delay",
             "shutdown_grace_period",
         ],
     )?;
@@ -436,11 +449,17 @@ fn limits(d: &mut Decoder, at: Cursor<'_>) -> Option<Limits> {
     let header_read_timeout = get("header_read_timeout", defaults.header_read_timeout);
     let client_idle_timeout = get("client_idle_timeout", defaults.client_idle_timeout);
     let shutdown_grace_period = get("shutdown_grace_period", defaults.shutdown_grace_period);
+    // Zero is valid here: it closes the listeners at once.
+    let shutdown_delay = match map.get("shutdown_delay") {
+        Some((p, n)) => d.duration_or_zero(p.cursor(n)),
+        None => Some(defaults.shutdown_delay),
+    };
     Some(Limits {
         max_connections: max_connections?,
         max_header_bytes: max_header_bytes?,
         header_read_timeout: header_read_timeout?,
         client_idle_timeout: client_idle_timeout?,
+        shutdown_delay: shutdown_delay?,
         shutdown_grace_period: shutdown_grace_period?,
     })
 }
@@ -450,7 +469,7 @@ fn assemble_private(
     d: &mut Decoder,
     gate: Option<GateConfig>,
     switch: Option<PrivateSwitch>,
-    endpoints_file: Option<PathBuf>,
+    endpoints_file: Option<EndpointsFile>,
 ) -> Option<Option<PrivateGate>> {
     let Some(switch) = switch.filter(|s| s.enabled) else {
         return Some(None);

@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 
 use tokio::net::TcpListener;
 
-use crate::runtime::serve::{self, Bound, StartError};
+use crate::runtime::serve::{self, Bound, GateSelection, StartError};
 
 /// The endpoint the demo's allowed account owns.
 const ALLOWED_ENDPOINT: &str = "vpce-0a1b2c3d4e5f60001";
@@ -93,9 +93,14 @@ pub async fn run(base_port: u16) -> Result<(), StartError> {
         tokio::spawn(nlb::serve(bind(port).await?, balancer));
     }
 
-    let result = serve::serve(&vars, serve::termination_signal(), |bound| {
-        println!("{}", guide(bound, &ports, &token, &vars));
-    })
+    let result = serve::serve(
+        &vars,
+        GateSelection::All,
+        serve::termination_signal(),
+        |bound| {
+            println!("{}", guide(bound, &ports, &token, &vars));
+        },
+    )
     .await;
     let _ = std::fs::remove_dir_all(&folder);
     result
@@ -123,6 +128,8 @@ gateways:
     listen: 127.0.0.1:{admin}
 privatelink:
   endpoints_file: endpoints.yaml
+limits:
+  shutdown_delay: 0s     # a demo has no load balancer to wait for
 identities:
   machines:
     - name: quickstart-bot
@@ -172,7 +179,7 @@ endpoints:
 
 /// Formats the text printed once the gateway listens.
 fn guide(bound: &Bound, ports: &Ports, token: &str, vars: &Path) -> String {
-    let public = bound.public;
+    let public = bound.public.map(|a| a.to_string()).unwrap_or_default();
     let private = bound.private.map(|a| a.to_string()).unwrap_or_default();
     let admin = bound.admin;
     let via_allowed = format!("127.0.0.1:{}", ports.balancer_allowed);

@@ -25,6 +25,15 @@ pub enum Trigger {
     FileChanged,
 }
 
+impl Trigger {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Trigger::Signal => "sighup",
+            Trigger::FileChanged => "file_changed",
+        }
+    }
+}
+
 /// Reloads the vars file and then the endpoints file it names.
 pub fn reload(state: &State, vars: &Path, trigger: Trigger) {
     let running = state.snapshot();
@@ -34,7 +43,7 @@ pub fn reload(state: &State, vars: &Path, trigger: Trigger) {
                 tracing::error!(file = %problem.file.display(), line = problem.line, column = problem.column, key = %problem.path, problem = %problem.message, "Config problem");
             }
             metrics::record_reload("vars", "rejected");
-            tracing::error!(file = %vars.display(), ?trigger, problems = problems.0.len(), "Config reload rejected; the running config stays");
+            tracing::error!(file = %vars.display(), trigger = trigger.as_str(), problems = problems.0.len(), "Config reload rejected; the running config stays");
         }
         Ok(config) => {
             warn_about_restart_only_changes(&running.config, &config);
@@ -42,7 +51,7 @@ pub fn reload(state: &State, vars: &Path, trigger: Trigger) {
                 Ok(snapshot) => {
                     state.replace_snapshot(snapshot);
                     metrics::record_reload("vars", "applied");
-                    tracing::info!(file = %vars.display(), ?trigger, "Config reload applied");
+                    tracing::info!(file = %vars.display(), trigger = trigger.as_str(), "Config reload applied");
                 }
                 Err(error) => {
                     metrics::record_reload("vars", "rejected");
@@ -108,56 +117,88 @@ fn warn_about_restart_only_changes(running: &Config, new: &Config) {
     }
 }
 
-/// Watches the folders of the vars and endpoints files and sends a message
-/// after each burst of changes. Folders are watched, not files, because
-/// GitOps tools and Kubernetes ConfigMaps replace files by renaming.
-pub fn watch(files: Vec<PathBuf>) -> notify::Result<(RecommendedWatcher, mpsc::Receiver<()>)> {
-    let (events_tx, mut events_rx) = mpsc::unbounded_channel::<()>();
-    // A change counts when it touches a watched file's name, or a hidden
-    // `..` entry: a ConfigMap update shows up as renames of `..data` and
-    // timestamped folders, not as a write to the file itself.
-    let names: Vec<std::ffi::OsString> = files
-        .iter()
-        .filter_map(|f| f.file_name().map(|n| n.to_os_string()))
-        .collect();
+/// Which watched files changed in one burst of file events.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Changed {
+    /// The vars file, or a TLS file it names.
+    pub vars: bool,
+    pub endpoints: bool,
+}
+
+/// Files to watch: the vars file with the TLS files it names, and the
+/// endpoints file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WatchedFiles {
+    pub vars: Vec<PathBuf>,
+    pub endpoints: Option<PathBuf>,
+}
+
+/// Watches the folders of the watched files and sends what changed after
+/// each burst of changes. Folders are watched, not files, because GitOps
+/// tools and Kubernetes ConfigMaps replace files by renaming.
+pub fn watch(files: WatchedFiles) -> notify::Result<(RecommendedWatcher, mpsc::Receiver<Changed>)> {
+    let (events_tx, mut events_rx) = mpsc::unbounded_channel::<Changed>();
+    let classify = {
+        let files = files.clone();
+        move |path: &Path| -> Changed {
+            // A ConfigMap update shows up as renames of `..data` and of
+            // timestamped `..` folders, which may hold any of the files.
+            let hidden = path
+                .file_name()
+                .is_some_and(|n| n.to_string_lossy().starts_with(".."));
+            let same_name = |f: &PathBuf| f.file_name() == path.file_name();
+            Changed {
+                vars: hidden || files.vars.iter().any(same_name),
+                endpoints: hidden || files.endpoints.iter().any(same_name),
+            }
+        }
+    };
     let mut watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
         let Ok(event) = event else {
             return;
         };
-        let relevant = event.paths.iter().any(|path| {
-            path.file_name().is_some_and(|name| {
-                names.iter().any(|n| n == name) || name.to_string_lossy().starts_with("..")
-            })
-        });
-        if relevant && !event.kind.is_access() {
-            let _ = events_tx.send(());
+        if event.kind.is_access() {
+            return;
+        }
+        let changed = event
+            .paths
+            .iter()
+            .map(|p| classify(p))
+            .fold(Changed::default(), |a, b| Changed {
+                vars: a.vars || b.vars,
+                endpoints: a.endpoints || b.endpoints,
+            });
+        if changed != Changed::default() {
+            let _ = events_tx.send(changed);
         }
     })?;
+
     let mut folders: Vec<PathBuf> = files
+        .vars
         .iter()
-        .map(|f| {
-            f.parent()
-                .map(Path::to_path_buf)
-                .unwrap_or_else(|| ".".into())
+        .chain(&files.endpoints)
+        .map(|f| match f.parent() {
+            Some(parent) if !parent.as_os_str().is_empty() => parent.to_path_buf(),
+            _ => PathBuf::from("."),
         })
         .collect();
     folders.sort();
     folders.dedup();
     for folder in &folders {
-        let folder = if folder.as_os_str().is_empty() {
-            Path::new(".")
-        } else {
-            folder
-        };
         watcher.watch(folder, RecursiveMode::NonRecursive)?;
     }
 
     let (debounced_tx, debounced_rx) = mpsc::channel(1);
     tokio::spawn(async move {
-        while events_rx.recv().await.is_some() {
-            // Wait until the burst is over.
-            while let Ok(Some(())) = tokio::time::timeout(DEBOUNCE, events_rx.recv()).await {}
-            let _ = debounced_tx.try_send(());
+        while let Some(mut changed) = events_rx.recv().await {
+            // Wait until the burst is over, merging what it touched.
+            while let Ok(Some(more)) = tokio::time::timeout(DEBOUNCE, events_rx.recv()).await {
+                changed.vars |= more.vars;
+                changed.endpoints |= more.endpoints;
+            }
+            if debounced_tx.send(changed).await.is_err() {
+                return;
+            }
         }
     });
     Ok((watcher, debounced_rx))
@@ -168,9 +209,9 @@ pub struct Reloader {
     state: Arc<State>,
     vars: PathBuf,
     hangup: Option<tokio::signal::unix::Signal>,
-    watched: Vec<PathBuf>,
+    watched: WatchedFiles,
     watcher: Option<RecommendedWatcher>,
-    changes: Option<mpsc::Receiver<()>>,
+    changes: Option<mpsc::Receiver<Changed>>,
 }
 
 impl Reloader {
@@ -200,12 +241,16 @@ impl Reloader {
     /// ends.
     pub async fn run(mut self) {
         loop {
-            let trigger = tokio::select! {
-                Some(()) = async { self.hangup.as_mut()?.recv().await } => Trigger::Signal,
-                Some(()) = async { self.changes.as_mut()?.recv().await } => Trigger::FileChanged,
+            let changed = tokio::select! {
+                Some(()) = async { self.hangup.as_mut()?.recv().await } => None,
+                Some(changed) = async { self.changes.as_mut()?.recv().await } => Some(changed),
                 else => return,
             };
-            reload(&self.state, &self.vars, trigger);
+            match changed {
+                None => reload(&self.state, &self.vars, Trigger::Signal),
+                Some(c) if c.vars => reload(&self.state, &self.vars, Trigger::FileChanged),
+                Some(_) => reload_endpoints(&self.state),
+            }
 
             // The endpoints file may have moved: watch what the new config
             // names.
@@ -219,16 +264,25 @@ impl Reloader {
     }
 }
 
-fn watched_files(state: &State, vars: &Path) -> Vec<PathBuf> {
+fn watched_files(state: &State, vars: &Path) -> WatchedFiles {
+    let snapshot = state.snapshot();
+    let config = &snapshot.config;
+    let private_tls = config.private.as_ref().and_then(|p| p.gate.tls.as_ref());
     let mut files = vec![vars.to_path_buf()];
-    if let Some(path) = endpoints_path(&state.snapshot().config) {
-        files.push(path.to_path_buf());
+    for tls in config.public.tls.iter().chain(private_tls) {
+        files.push(tls.cert.clone());
+        files.push(tls.key.clone());
     }
-    files
+    WatchedFiles {
+        vars: files,
+        endpoints: endpoints_path(config).map(Path::to_path_buf),
+    }
 }
 
-fn start_watch(files: &[PathBuf]) -> (Option<RecommendedWatcher>, Option<mpsc::Receiver<()>>) {
-    match watch(files.to_vec()) {
+fn start_watch(
+    files: &WatchedFiles,
+) -> (Option<RecommendedWatcher>, Option<mpsc::Receiver<Changed>>) {
+    match watch(files.clone()) {
         Ok((watcher, changes)) => (Some(watcher), Some(changes)),
         Err(error) => {
             tracing::warn!(%error, "File watching is unavailable; reload with SIGHUP");

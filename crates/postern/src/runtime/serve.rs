@@ -39,7 +39,7 @@ pub enum StartError {
 /// config's when it names port 0.
 #[derive(Debug, Clone)]
 pub struct Bound {
-    pub public: SocketAddr,
+    pub public: Option<SocketAddr>,
     pub private: Option<SocketAddr>,
     pub admin: SocketAddr,
 }
@@ -63,9 +63,32 @@ pub fn load(vars: &Path) -> Result<(Config, crate::config::Endpoints), Problems>
     Ok((config, endpoints))
 }
 
-/// Runs the gateway until `stop` resolves, then drains.
+/// Which gates a process serves. A Kubernetes deployment runs each gate in
+/// its own pods from the same vars file, so each can scale and fail alone.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum GateSelection {
+    /// Both gates (the private one only when it is enabled).
+    #[default]
+    All,
+    Public,
+    Private,
+}
+
+impl GateSelection {
+    fn serves(self, gate: Gate) -> bool {
+        match (self, gate) {
+            (GateSelection::All, _) => true,
+            (GateSelection::Public, Gate::Public) => true,
+            (GateSelection::Private, Gate::Private) => true,
+            _ => false,
+        }
+    }
+}
+
+/// Runs the selected gates until `stop` resolves, then drains.
 pub async fn serve(
     vars: &Path,
+    gates: GateSelection,
     stop: impl std::future::Future<Output = ()>,
     on_bound: impl FnOnce(&Bound),
 ) -> Result<(), StartError> {
@@ -75,24 +98,34 @@ pub async fn serve(
 
     let limits = config.limits;
     raise_open_file_limit(limits.max_connections);
-    let public_addr = config.public.listen;
-    let private_addr = config.private.as_ref().map(|p| p.gate.listen);
+    let public_addr = Some(config.public.listen).filter(|_| gates.serves(Gate::Public));
+    let private_addr = config
+        .private
+        .as_ref()
+        .map(|p| p.gate.listen)
+        .filter(|_| gates.serves(Gate::Private));
+    if gates == GateSelection::Private && private_addr.is_none() {
+        return Err(StartError::Setup(format!(
+            "--gate private needs the private gate, but app_config.istio.private_gateway.enabled is not true in {}",
+            vars.display()
+        )));
+    }
     let admin_addr = config.admin;
     let snapshot = Snapshot::new(config).map_err(StartError::Tls)?;
     let state = Arc::new(State::new(snapshot, endpoints));
 
     // Bind everything before serving anything, so a port conflict stops
     // the start cleanly.
-    let public = GateListener::bind(Gate::Public, public_addr)
-        .await
-        .map_err(|source| {
-            bind_error(
-                "the public gate",
-                "gateways.public.listen",
-                public_addr,
-                source,
-            )
-        })?;
+    let public = match public_addr {
+        Some(addr) => Some(
+            GateListener::bind(Gate::Public, addr)
+                .await
+                .map_err(|source| {
+                    bind_error("the public gate", "gateways.public.listen", addr, source)
+                })?,
+        ),
+        None => None,
+    };
     let private =
         match private_addr {
             Some(addr) => Some(GateListener::bind(Gate::Private, addr).await.map_err(
@@ -110,17 +143,15 @@ pub async fn serve(
     })?;
 
     let bound = Bound {
-        public: public.local_addr().unwrap_or(public_addr),
-        private: private
-            .as_ref()
-            .map(|p| p.local_addr().unwrap_or(public_addr)),
+        public: public.as_ref().and_then(|p| p.local_addr().ok()),
+        private: private.as_ref().and_then(|p| p.local_addr().ok()),
         admin: admin_listener.local_addr().unwrap_or(admin_addr),
     };
     // Watch for reloads before reporting ready, so that no edit or SIGHUP
     // right after the start is missed (or, for SIGHUP, ends the process).
     let reloader = reload::Reloader::start(state.clone(), vars.to_path_buf());
     tracing::info!(
-        public = %bound.public,
+        public = %bound.public.map(|a| a.to_string()).unwrap_or_else(|| "disabled".into()),
         private = %bound.private.map(|a| a.to_string()).unwrap_or_else(|| "disabled".into()),
         admin = %bound.admin,
         version = env!("CARGO_PKG_VERSION"),
@@ -131,7 +162,7 @@ pub async fn serve(
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
     let tracker = TaskTracker::new();
     let mut gates = Vec::new();
-    for listener in std::iter::once(public).chain(private) {
+    for listener in public.into_iter().chain(private) {
         let task = listener.run(
             state.clone(),
             limits.max_connections,
@@ -147,10 +178,18 @@ pub async fn serve(
 
     stop.await;
 
-    // Drain: report not ready, stop accepting, ask every connection to
-    // finish its in-flight requests, and wait up to the grace period.
-    tracing::info!(grace_period = ?limits.shutdown_grace_period, "Shutting down; draining connections");
+    // Drain: report not ready and keep serving for the shutdown delay, so
+    // load balancers move new connections elsewhere first; then stop
+    // accepting, ask every connection to finish its in-flight requests, and
+    // wait up to the grace period.
     state.start_draining();
+    tracing::info!(
+        delay = ?limits.shutdown_delay,
+        grace_period = ?limits.shutdown_grace_period,
+        "Shutting down; /readyz now reports 503"
+    );
+    tokio::time::sleep(limits.shutdown_delay).await;
+    tracing::info!("Closing the listeners; draining connections");
     reload_task.abort();
     let _ = shutdown_tx.send(true);
     for gate in gates {

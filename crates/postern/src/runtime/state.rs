@@ -136,14 +136,25 @@ impl State {
 /// Loads the endpoints file a config names, or an empty list when it names
 /// none or the private gate is off.
 pub fn load_endpoints(config: &Config) -> Result<Endpoints, Problems> {
-    match config
+    let Some(file) = config
         .private
         .as_ref()
-        .and_then(|p| p.endpoints_file.as_deref())
-    {
-        Some(path) => Endpoints::load(path),
-        None => Ok(Endpoints::default()),
-    }
+        .and_then(|p| p.endpoints_file.as_ref())
+    else {
+        return Ok(Endpoints::default());
+    };
+    Endpoints::load(&file.path).map_err(|mut problems| {
+        // A file that cannot be read is reported where the vars file names it.
+        for problem in &mut problems.0 {
+            if problem.line == 0 {
+                problem.file = config.source.clone();
+                problem.line = file.line;
+                problem.column = file.column;
+                problem.path = "privatelink.endpoints_file".into();
+            }
+        }
+        problems
+    })
 }
 
 /// Returns the endpoints file of a config, if any.
@@ -151,5 +162,6 @@ pub fn endpoints_path(config: &Config) -> Option<&Path> {
     config
         .private
         .as_ref()
-        .and_then(|p| p.endpoints_file.as_deref())
+        .and_then(|p| p.endpoints_file.as_ref())
+        .map(|f| f.path.as_path())
 }

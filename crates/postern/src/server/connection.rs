@@ -14,11 +14,13 @@ use tokio::net::TcpStream;
 use tokio::sync::watch;
 use tokio::time::Instant;
 
-use crate::config::Limits;
+use crate::config::{GateConfig, Limits};
 use crate::net::framing::FramingWatch;
 use crate::net::prefixed::PrefixedIo;
 use crate::net::proxy_header::{self, Sniffed};
-use crate::policy::admission::{Gate, PeerVerdict, Refusal, canonical};
+use crate::policy::admission::{
+    Admission, EndpointIdentity, Gate, PeerVerdict, Refusal, Rules, canonical,
+};
 use crate::proxy::{self, ConnectionInfo};
 use crate::runtime::state::State;
 use crate::telemetry::access::show_addr;
@@ -50,48 +52,16 @@ pub(super) async fn serve(
         return;
     };
 
-    // Admission, before any HTTP is read.
+    // Admission, before any HTTP is read. A connection still in admission
+    // when the drain starts is closed: it has no request in flight.
     let mut buf = BytesMut::new();
-    let (admission, endpoint) = match rules.classify_peer(peer) {
-        PeerVerdict::Refuse(refusal) => {
-            refuse(gate, peer, refusal, "");
-            return;
-        }
-        PeerVerdict::Admit(admission) => {
-            let sniffed = tokio::time::timeout(
-                limits.header_read_timeout,
-                proxy_header::sniff(&mut stream, &mut buf),
-            )
-            .await;
-            match sniffed {
-                Ok(Ok(Sniffed::Other)) => (admission, None),
-                Ok(Ok(Sniffed::ProxySignature)) => {
-                    let detail = "a PROXY header from a peer that is not a trusted source";
-                    refuse(gate, peer, Refusal::ProxyHeaderUntrusted, detail);
-                    return;
-                }
-                // Closed or silent before sending anything: nothing to log.
-                Ok(Ok(Sniffed::Closed)) | Ok(Err(_)) | Err(_) => return,
-            }
-        }
-        PeerVerdict::ExpectProxyHeader => {
-            let timeout = gate_config.proxy_header_timeout;
-            let header = match proxy_header::read(&mut stream, &mut buf, timeout).await {
-                Ok(header) => header,
-                Err(fault) => {
-                    refuse(gate, peer, fault.refusal(), &fault.to_string());
-                    return;
-                }
-            };
-            match rules.admit_header(peer, &header, &state.endpoints()) {
-                Ok(admitted) => admitted,
-                Err(refusal) => {
-                    let detail = endpoint_detail(&header);
-                    refuse(gate, peer, refusal, &detail);
-                    return;
-                }
-            }
-        }
+    let mut stop = shutdown.clone();
+    let admitted = tokio::select! {
+        admitted = admit(gate, &state, rules, gate_config, limits, &mut stream, peer, &mut buf) => admitted,
+        _ = stop.changed() => None,
+    };
+    let Some((admission, endpoint)) = admitted else {
+        return;
     };
     metrics::record_admission(gate, admission.kind);
     tracing::debug!(gate = %gate, peer = %show_addr(peer), client = %show_addr(admission.client), kind = admission.kind.as_str(), "Connection admitted");
@@ -133,6 +103,59 @@ pub(super) async fn serve(
                 }
                 Err(_) => {
                     tracing::info!(gate = %gate, peer = %show_addr(peer), "TLS handshake timed out")
+                }
+            }
+        }
+    }
+}
+
+/// Decides whether the connection from `peer` may use `gate`, reading the
+/// PROXY header or the first bytes into `buf`. Logs and counts a refusal.
+#[allow(clippy::too_many_arguments)]
+async fn admit(
+    gate: Gate,
+    state: &State,
+    rules: &Rules,
+    gate_config: &GateConfig,
+    limits: Limits,
+    stream: &mut TcpStream,
+    peer: SocketAddr,
+    buf: &mut BytesMut,
+) -> Option<(Admission, Option<EndpointIdentity>)> {
+    match rules.classify_peer(peer) {
+        PeerVerdict::Refuse(refusal) => {
+            refuse(gate, peer, refusal, "");
+            None
+        }
+        PeerVerdict::Admit(admission) => {
+            let sniffed =
+                tokio::time::timeout(limits.header_read_timeout, proxy_header::sniff(stream, buf))
+                    .await;
+            match sniffed {
+                Ok(Ok(Sniffed::Other)) => Some((admission, None)),
+                Ok(Ok(Sniffed::ProxySignature)) => {
+                    let detail = "a PROXY header from a peer that is not a trusted source";
+                    refuse(gate, peer, Refusal::ProxyHeaderUntrusted, detail);
+                    None
+                }
+                // Closed or silent before sending anything: nothing to log.
+                Ok(Ok(Sniffed::Closed)) | Ok(Err(_)) | Err(_) => None,
+            }
+        }
+        PeerVerdict::ExpectProxyHeader => {
+            let timeout = gate_config.proxy_header_timeout;
+            let header = match proxy_header::read(stream, buf, timeout).await {
+                Ok(header) => header,
+                Err(fault) => {
+                    refuse(gate, peer, fault.refusal(), &fault.to_string());
+                    return None;
+                }
+            };
+            match rules.admit_header(peer, &header, &state.endpoints()) {
+                Ok(admitted) => Some(admitted),
+                Err(refusal) => {
+                    refuse(gate, peer, refusal, &endpoint_detail(&header));
+                    None
                 }
             }
         }

@@ -22,10 +22,12 @@ fn local_example_loads() {
         private.gate.proxy_sources,
         ["127.0.0.2/32".parse().unwrap()]
     );
+    let endpoints_file = private.endpoints_file.as_ref().unwrap();
     assert_eq!(
-        private.endpoints_file.as_deref(),
-        Some(Path::new("/etc/postern/endpoints.yaml"))
+        endpoints_file.path,
+        Path::new("/etc/postern/endpoints.yaml")
     );
+    assert_eq!(endpoints_file.line, 23);
     assert_eq!(private.allowed_principals[0].account(), "012345678910");
     assert_eq!(config.machines[0].name, "build-bot");
     let litellm = &config.apps["litellm"];
@@ -91,6 +93,7 @@ app_config:
             (20, "app_config.litellm.upstream"),
             (22, "app_config.litellm.settings.allow_private_gatway"),
             (23, "app_config.Bad_Name"),
+            (24, "app_config.Bad_Name.upstream"),
         ]
     );
     let principal = &problems[4];

@@ -1,0 +1,92 @@
+//! Names, labels and object metadata shared by every rendered object.
+
+use serde_json::{Value, json};
+
+use super::Options;
+
+/// The `app.kubernetes.io/name` of every object.
+pub(super) const APP_NAME: &str = "postern";
+/// The folder of the vars file in every pod. Relative paths in the vars
+/// file are resolved against it, as `postern serve` does.
+pub(super) const CONFIG_DIR: &str = "/etc/postern";
+pub(super) const VARS_CONFIG_MAP: &str = "postern-vars";
+/// The key of the vars file in its ConfigMap, and its file name in the pod.
+pub(super) const VARS_KEY: &str = "vars.yaml";
+pub(super) const ENDPOINTS_CONFIG_MAP: &str = "postern-endpoints";
+pub(super) const ENDPOINTS_KEY: &str = "endpoints.yaml";
+/// The keys of a `kubernetes.io/tls` Secret.
+pub(super) const TLS_CERT_KEY: &str = "tls.crt";
+pub(super) const TLS_KEY_KEY: &str = "tls.key";
+/// The user and group the containers run as, so `runAsNonRoot` holds for
+/// any image. 65532 is the `nonroot` user of the distroless base images.
+pub(super) const RUN_AS_ID: u32 = 65532;
+
+/// The part of postern that an object belongs to, as its
+/// `app.kubernetes.io/component` label says.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Component {
+    PublicGateway,
+    PrivateGateway,
+    Reconcile,
+}
+
+// === impl Component ===
+
+impl Component {
+    pub(super) fn label(self) -> &'static str {
+        match self {
+            Component::PublicGateway => "public-gateway",
+            Component::PrivateGateway => "private-gateway",
+            Component::Reconcile => "reconcile",
+        }
+    }
+
+    /// The name of the component's workload and of the objects that belong
+    /// to it alone.
+    pub(super) fn object_name(self) -> &'static str {
+        match self {
+            Component::PublicGateway => "postern-public",
+            Component::PrivateGateway => "postern-private",
+            Component::Reconcile => "postern-reconcile",
+        }
+    }
+
+    /// The `kubernetes.io/tls` Secret that holds a gate's certificate. The
+    /// operator creates it (for example with cert-manager); render only
+    /// refers to it.
+    pub(super) fn tls_secret_name(self) -> String {
+        format!("{}-tls", self.object_name())
+    }
+}
+
+/// Labels of an object; `component` is `None` for objects that both gates
+/// share.
+pub(super) fn labels(component: Option<Component>) -> Value {
+    match component {
+        Some(component) => json!({
+            "app.kubernetes.io/name": APP_NAME,
+            "app.kubernetes.io/component": component.label(),
+        }),
+        None => json!({ "app.kubernetes.io/name": APP_NAME }),
+    }
+}
+
+/// The `metadata` of a namespaced object.
+pub(super) fn metadata(name: &str, component: Option<Component>, options: &Options) -> Value {
+    json!({
+        "name": name,
+        "namespace": options.namespace,
+        "labels": labels(component),
+    })
+}
+
+/// Checks an RFC 1123 label, the form of namespace names.
+pub(super) fn is_dns_label(text: &str) -> bool {
+    !text.is_empty()
+        && text.len() <= 63
+        && !text.starts_with('-')
+        && !text.ends_with('-')
+        && text
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+}

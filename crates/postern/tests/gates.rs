@@ -1,0 +1,105 @@
+//! `serve --gate`: one process per gate, as the Kubernetes deployments run.
+
+mod support;
+
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+use support::*;
+
+const START_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// A `postern serve --gate GATE` process; killed on drop.
+struct Process {
+    child: Child,
+    stderr: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+}
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Starts `serve --gate gate` on the vars file of `spec` and returns the
+/// process with its startup log line, or its exit status if it stopped.
+async fn start(spec: &GatewaySpec, gate: &str) -> (Process, Result<Value, i32>) {
+    let dir = tempfile::tempdir().unwrap();
+    let vars = dir.path().join("vars.yaml");
+    std::fs::write(&vars, spec.vars_yaml()).unwrap();
+    std::fs::write(dir.path().join("endpoints.yaml"), &spec.endpoints_yaml).unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_postern"))
+        .args(["serve", "--gate", gate, "--config"])
+        .arg(&vars)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("starting postern");
+    let stderr = collect_lines(child.stderr.take().unwrap());
+
+    let started = Instant::now();
+    loop {
+        let line = stderr
+            .lock()
+            .unwrap()
+            .iter()
+            .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+            .find(|l| l["message"] == "postern started");
+        if let Some(line) = line {
+            return (Process { child, stderr }, Ok(line));
+        }
+        if let Some(status) = child.try_wait().unwrap() {
+            let code = status.code().unwrap_or(-1);
+            std::mem::forget(dir);
+            return (Process { child, stderr }, Err(code));
+        }
+        assert!(started.elapsed() < START_TIMEOUT, "postern did not start");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+fn spec() -> GatewaySpec {
+    GatewaySpec::new().app(AppSpec::new("echo", "127.0.0.1:9".parse().unwrap()).private())
+}
+
+#[tokio::test]
+async fn gate_public_opens_only_public() {
+    let (_process, line) = start(&spec(), "public").await;
+    let line = line.expect("postern started");
+    assert!(
+        line["public"]
+            .as_str()
+            .unwrap()
+            .parse::<std::net::SocketAddr>()
+            .is_ok()
+    );
+    assert_eq!(line["private"], "disabled");
+}
+
+#[tokio::test]
+async fn gate_private_opens_only_private() {
+    let (_process, line) = start(&spec(), "private").await;
+    let line = line.expect("postern started");
+    assert_eq!(line["public"], "disabled");
+    assert!(
+        line["private"]
+            .as_str()
+            .unwrap()
+            .parse::<std::net::SocketAddr>()
+            .is_ok()
+    );
+}
+
+#[tokio::test]
+async fn gate_private_needs_private_gate() {
+    let (process, outcome) = start(&spec().without_private_gate(), "private").await;
+    assert_eq!(outcome.unwrap_err(), 1);
+    let stderr = process.stderr.lock().unwrap().join("\n");
+    assert!(
+        stderr.contains("--gate private needs the private gate"),
+        "{stderr}"
+    );
+}
