@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Hold many idle HTTP/1.1 keep-alive connections open and report a server's memory use.
+"""Keep many idle HTTP/1.1 keep-alive connections open and report a server's memory use.
 
 Opens --count connections to --host:--port, sends one request with --header
 values on each and reads the response, then leaves every connection idle for

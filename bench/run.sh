@@ -26,8 +26,9 @@ ROUNDS=${ROUNDS:-3}
 IDLE_CONNECTIONS=${IDLE_CONNECTIONS:-10000}
 IDLE_HOLD_SECONDS=${IDLE_HOLD_SECONDS:-5}
 # Written to limits.max_connections in postern's config. It must exceed
-# IDLE_CONNECTIONS, so that the limit does not reject idle connections.
-MAX_CONNECTIONS=${MAX_CONNECTIONS:-20000}
+# IDLE_CONNECTIONS, so that the limit does not reject idle connections, and
+# stay 64 below the open-file limit, or postern logs a warning at startup.
+MAX_CONNECTIONS=${MAX_CONNECTIONS:-$((IDLE_CONNECTIONS + 2000))}
 # nginx worker processes. The default, one per CPU, is tokio's default number
 # of worker threads. The report lists the threads postern actually started.
 WORKER_PROCESSES=${WORKER_PROCESSES:-$(nproc)}
@@ -45,6 +46,7 @@ COMMANDS=()
 WARNINGS=()
 CONFIG_NOTES=()
 declare -A TARGET_PORT=()
+declare -A NGINX_MASTER_PID=()
 
 log() {
     printf '[bench] %s\n' "$*" >&2
@@ -71,6 +73,7 @@ install_missing_tools() {
     command -v curl >/dev/null || missing+=(curl)
     command -v python3 >/dev/null || missing+=(python3)
     command -v ss >/dev/null || missing+=(iproute2)
+    command -v pgrep >/dev/null || missing+=(procps)
     ((${#missing[@]} == 0)) && return
 
     [[ $EUID -eq 0 ]] || die "missing packages: ${missing[*]}. Install them with: sudo apt-get install -y ${missing[*]}"
@@ -78,10 +81,10 @@ install_missing_tools() {
     apt-get install -y "${missing[@]}" || { apt-get update && apt-get install -y "${missing[@]}"; }
 }
 
-# Raise the open-file limit so that postern and the idle-connection client
-# can each hold IDLE_CONNECTIONS sockets.
+# Raise the open-file limit so that postern can keep MAX_CONNECTIONS client
+# connections open, and the idle-connection client IDLE_CONNECTIONS.
 raise_open_file_limit() {
-    local needed=$((IDLE_CONNECTIONS + 1024))
+    local needed=$((MAX_CONNECTIONS + 1024))
     if (($(ulimit -Sn) < needed)); then
         if (($(ulimit -Hn) < needed)) && [[ $EUID -eq 0 ]]; then
             ulimit -Hn "$needed"
@@ -92,7 +95,7 @@ raise_open_file_limit() {
 
 create_work_dir() {
     WORK_DIR=$(mktemp -d /tmp/postern-bench.XXXXXX)
-    # nginx runs as nobody when this script runs as root, so it must be able
+    # nginx runs as the user nobody when this script runs as root, so it must be able
     # to enter this directory. The postern subdirectory stays private.
     chmod 755 "$WORK_DIR"
     mkdir -m 700 "$WORK_DIR/postern"
@@ -204,7 +207,7 @@ start_nginx() {
         PREFIX="$prefix" LISTEN_PORT="$port" WORKER_PROCESSES="$WORKER_PROCESSES" "$@"
 
     local -a command=(nginx -p "$prefix" -c "$prefix/nginx.conf" -e "$prefix/error.log" -g 'daemon off;')
-    # Run the master unprivileged: as nobody when this script runs as root,
+    # Run the master unprivileged: as the user nobody when this script runs as root,
     # otherwise as the current user.
     if [[ $EUID -eq 0 ]]; then
         command=(setpriv --reuid=nobody --regid=nogroup --clear-groups --no-new-privs "${command[@]}")
@@ -213,6 +216,7 @@ start_nginx() {
     "${command[@]}" &
     local pid=$!
     STARTED_PIDS+=("$pid")
+    NGINX_MASTER_PID[$name]=$pid
     wait_for_http "http://127.0.0.1:$port/" "$ready_status" 15 "$pid" "$name"
     log "$name is listening on 127.0.0.1:$port (pid $pid)"
 }
@@ -303,6 +307,53 @@ access_log_of() {
     esac
 }
 
+# Print the CPU time in milliseconds (user plus system) that the processes
+# serving TARGET have used so far: the nginx master and its workers, or postern.
+cpu_ms_of() {
+    local -a pids
+    case $1 in
+        upstream) pids=("${NGINX_MASTER_PID[nginx-upstream]}") ;;
+        nginx) pids=("${NGINX_MASTER_PID[nginx-proxy]}") ;;
+        postern) pids=("$POSTERN_PID") ;;
+    esac
+    if [[ $1 != postern ]]; then
+        mapfile -t -O 1 pids < <(pgrep -P "${pids[0]}")
+    fi
+
+    local pid stat ticks=0
+    local -a fields
+    for pid in "${pids[@]}"; do
+        stat=$(cat "/proc/$pid/stat")
+        # The fields after the command name, which may contain spaces, start
+        # with the state (field 3), so utime (field 14) is at index 11.
+        read -r -a fields <<<"${stat##*) }"
+        ticks=$((ticks + fields[11] + fields[12]))
+    done
+    echo $((ticks * 1000 / $(getconf CLK_TCK)))
+}
+
+# Print two numbers in milliseconds, summed over all CPUs: the CPU time that
+# processes used (user, nice, system) or the hypervisor took (steal) since boot,
+# and the total CPU time. Interrupt time is left out, because the loopback
+# traffic of the benchmark itself runs in softirq context.
+system_cpu_ms() {
+    local label user nice system idle iowait irq softirq steal rest
+    read -r label user nice system idle iowait irq softirq steal rest </proc/stat
+    local used=$((user + nice + system + steal))
+    local ms_per_tick=$((1000 / $(getconf CLK_TCK)))
+    echo $((used * ms_per_tick)) $(((used + idle + iowait + irq + softirq) * ms_per_tick))
+}
+
+# Print the CPU time in milliseconds of this shell's children that have
+# exited and been waited for, such as wrk (cutime and cstime).
+finished_children_cpu_ms() {
+    local stat
+    local -a fields
+    stat=$(cat "/proc/$$/stat")
+    read -r -a fields <<<"${stat##*) }"
+    echo $(((fields[13] + fields[14]) * 1000 / $(getconf CLK_TCK)))
+}
+
 # Run wrk against TARGET for SECONDS. ROUND is a round number, or "warmup"
 # for a run that is not recorded. Appends one row to WORK_DIR/runs.tsv.
 run_wrk() {
@@ -315,8 +366,20 @@ run_wrk() {
     [[ $round == 1 ]] && record_command "${command[@]}"
 
     log "wrk $target, $round, ${seconds}s"
+    # CPU time of the target, the upstream, wrk and the whole machine, so
+    # that the CPU used by other processes during the run can be reported.
+    local cpu_ms_before cpu_ms_after upstream_ms_before upstream_ms_after
+    local wrk_ms_before wrk_ms_after system_before system_after
+    cpu_ms_before=$(cpu_ms_of "$target")
+    upstream_ms_before=$(cpu_ms_of upstream)
+    wrk_ms_before=$(finished_children_cpu_ms)
+    system_before=$(system_cpu_ms)
     timeout $((seconds + 30)) "${command[@]}" >"$output_file" 2>&1 \
         || die "wrk against $target failed: $(cat "$output_file")"
+    system_after=$(system_cpu_ms)
+    wrk_ms_after=$(finished_children_cpu_ms)
+    upstream_ms_after=$(cpu_ms_of upstream)
+    cpu_ms_after=$(cpu_ms_of "$target")
 
     local log_file log_lines=-
     log_file=$(access_log_of "$target")
@@ -338,24 +401,40 @@ run_wrk() {
     done
 
     local socket_errors=$((result[connect_errors] + result[read_errors] + result[write_errors] + result[timeouts]))
-    local requests_per_second
+    local requests_per_second cpu_us_per_request
     requests_per_second=$(awk -v n="${result[requests]}" -v us="${result[duration_us]}" 'BEGIN { printf "%.0f", n / (us / 1e6) }')
+    cpu_us_per_request=$(awk -v n="${result[requests]}" -v ms=$((cpu_ms_after - cpu_ms_before)) 'BEGIN { printf "%.1f", ms * 1000 / n }')
+
+    local bench_ms=$((upstream_ms_after - upstream_ms_before + wrk_ms_after - wrk_ms_before))
+    [[ $target == upstream ]] || bench_ms=$((bench_ms + cpu_ms_after - cpu_ms_before))
+    local other_cpu_percent
+    other_cpu_percent=$(awk -v before="$system_before" -v after="$system_after" -v bench="$bench_ms" '
+        BEGIN {
+            split(before, b, " "); split(after, a, " ")
+            other = (a[1] - b[1]) - bench
+            printf "%.0f", (other > 0 ? other : 0) * 100 / (a[2] - b[2])
+        }')
+    if ((other_cpu_percent > 5)); then
+        WARNINGS+=("wrk $target round $round: other processes used ${other_cpu_percent}% of the CPUs during the run")
+    fi
     if ((result[non_2xx_3xx] > 0)); then
         WARNINGS+=("wrk $target round $round: ${result[non_2xx_3xx]} responses with status >= 400")
     fi
     if ((socket_errors > 0)); then
         WARNINGS+=("wrk $target round $round: socket errors connect ${result[connect_errors]}, read ${result[read_errors]}, write ${result[write_errors]}, timeout ${result[timeouts]}")
     fi
-    printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$target" "$round" "$requests_per_second" \
+    printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$target" "$round" "$requests_per_second" \
         "${result[p50_us]}" "${result[p99_us]}" "${result[non_2xx_3xx]}" "$socket_errors" \
-        "${result[requests]}" "$log_lines" >>"$WORK_DIR/runs.tsv"
+        "${result[requests]}" "$log_lines" "$cpu_us_per_request" "$other_cpu_percent" >>"$WORK_DIR/runs.tsv"
 }
 
 run_throughput_benchmark() {
     local target round
     : >"$WORK_DIR/runs.tsv"
     # Drop the lines of the readiness and curl checks, so that the sample
-    # line in the report comes from wrk.
+    # line in the report comes from wrk. nginx flushes its access-log buffer
+    # every second, so wait for that first.
+    sleep 2
     : >"$(access_log_of nginx)"
     : >"$(access_log_of postern)"
     for target in "${TARGETS[@]}"; do
@@ -380,7 +459,7 @@ median_of() {
 # ---------------------------------------------------------------- memory
 
 # Restart postern so that VmHWM covers only the idle-connection test, then
-# hold IDLE_CONNECTIONS idle keep-alive connections to it.
+# keep IDLE_CONNECTIONS idle keep-alive connections open to it.
 measure_idle_memory() {
     stop_process "$POSTERN_PID"
     start_postern idle
@@ -426,6 +505,7 @@ describe_machine() {
 | wrk | $(first_line_of wrk -v) |
 | Python | $(first_line_of python3 --version) |
 | repository | $(git -C "$REPO_DIR" rev-parse --short HEAD 2>/dev/null || echo "no commit yet") |
+| load average (1, 5, 15 min) at start and end | $LOAD_AT_START; $(cut -d' ' -f1-3 /proc/loadavg) |
 EOF
 }
 
@@ -454,12 +534,17 @@ write_throughput_section() {
     echo "Median of $ROUNDS rounds of ${WRK_SECONDS}s each, after one ${WARMUP_SECONDS}s warm-up run per target;"
     echo "wrk -t$WRK_THREADS -c$WRK_CONNECTIONS. Each median is taken separately, so one row may mix rounds."
     echo
-    echo "| target | req/s | p50 (ms) | p99 (ms) |"
-    echo "|---|---:|---:|---:|"
+    echo "| target | req/s | p50 (ms) | p99 (ms) | CPU per request (µs) |"
+    echo "|---|---:|---:|---:|---:|"
     for target in "${TARGETS[@]}"; do
-        printf '| %s | %s | %s | %s |\n' "$target" "$(median_of "$target" 3)" \
-            "$(format_ms "$(median_of "$target" 4)")" "$(format_ms "$(median_of "$target" 5)")"
+        printf '| %s | %s | %s | %s | %s |\n' "$target" "$(median_of "$target" 3)" \
+            "$(format_ms "$(median_of "$target" 4)")" "$(format_ms "$(median_of "$target" 5)")" \
+            "$(median_of "$target" 10)"
     done
+    echo
+    echo "CPU per request is the user plus system CPU time of the target's own processes"
+    echo "during the run, divided by wrk's request count: the upstream nginx for \"upstream\","
+    echo "the proxy nginx without the upstream for \"nginx\", and postern without the upstream."
     echo
 
     local rps_ratio p50_ratio p99_ratio
@@ -475,12 +560,16 @@ write_throughput_section() {
 
     echo "Every round:"
     echo
-    echo "| target | round | req/s | p50 (ms) | p99 (ms) | status >= 400 | socket errors | requests | access-log lines |"
-    echo "|---|---:|---:|---:|---:|---:|---:|---:|---:|"
-    local round rps p50 p99 bad_status socket_errors requests log_lines
-    while IFS=$'\t' read -r target round rps p50 p99 bad_status socket_errors requests log_lines; do
-        printf '| %s | %s | %s | %s | %s | %s | %s | %s | %s |\n' "$target" "$round" "$rps" \
-            "$(format_ms "$p50")" "$(format_ms "$p99")" "$bad_status" "$socket_errors" "$requests" "$log_lines"
+    echo "\"other CPU\" is the CPU time that processes other than wrk, the upstream and the target"
+    echo "used during the run, as a share of all CPUs (estimated from /proc/stat). More than a few"
+    echo "percent means that other work on the machine disturbed the run."
+    echo
+    echo "| target | round | req/s | p50 (ms) | p99 (ms) | CPU per request (µs) | other CPU (%) | status >= 400 | socket errors | requests | access-log lines |"
+    echo "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+    local round rps p50 p99 bad_status socket_errors requests log_lines cpu_us other_cpu
+    while IFS=$'\t' read -r target round rps p50 p99 bad_status socket_errors requests log_lines cpu_us other_cpu; do
+        printf '| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n' "$target" "$round" "$rps" \
+            "$(format_ms "$p50")" "$(format_ms "$p99")" "$cpu_us" "$other_cpu" "$bad_status" "$socket_errors" "$requests" "$log_lines"
     done < <(sort -t$'\t' -k1,1 -k2,2n "$WORK_DIR/runs.tsv")
     echo
 }
@@ -625,6 +714,8 @@ main() {
     trap 'exit 130' INT
     trap 'exit 143' TERM
 
+    # Other work on the machine skews the numbers, so the report shows the load.
+    LOAD_AT_START=$(cut -d' ' -f1-3 /proc/loadavg)
     [[ -x $POSTERN_BIN ]] || die "postern binary not found at $POSTERN_BIN. Build it with cargo build --release or set POSTERN_BIN."
     install_missing_tools
     raise_open_file_limit

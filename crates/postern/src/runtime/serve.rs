@@ -76,12 +76,12 @@ pub enum GateSelection {
 
 impl GateSelection {
     fn serves(self, gate: Gate) -> bool {
-        match (self, gate) {
-            (GateSelection::All, _) => true,
-            (GateSelection::Public, Gate::Public) => true,
-            (GateSelection::Private, Gate::Private) => true,
-            _ => false,
-        }
+        matches!(
+            (self, gate),
+            (GateSelection::All, _)
+                | (GateSelection::Public, Gate::Public)
+                | (GateSelection::Private, Gate::Private)
+        )
     }
 }
 
