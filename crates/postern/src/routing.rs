@@ -167,7 +167,8 @@ pub fn normalize(authority: &str) -> Result<String, HostError> {
 }
 
 fn valid_port(port: &str) -> Result<(), HostError> {
-    if port.is_empty() || (port.len() <= 5 && port.bytes().all(|b| b.is_ascii_digit())) {
+    if port.is_empty() || (port.bytes().all(|b| b.is_ascii_digit()) && port.parse::<u16>().is_ok())
+    {
         Ok(())
     } else {
         Err(HostError::Invalid)
@@ -205,6 +206,7 @@ mod tests {
             "user@litellm.example.test",
             "host:port",
             "host:123456",
+            "host:99999",
             "exa mple.test",
             "exa/mple.test",
             "[::1",

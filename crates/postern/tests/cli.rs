@@ -215,7 +215,7 @@ fn check_reports_endpoints_problems() {
     assert_eq!(output.status.code(), Some(1));
     let expected = [
         (2, 9, "endpoints[0].id", "invalid VPC endpoint id"),
-        (6, 12, "endpoints[1].owner", "quote the value"),
+        (6, 12, "endpoints[1].owner", "the owner must be quoted"),
         (7, 12, "endpoints[1].state", "invalid state \"up\""),
     ];
     assert_problems(&text(&output.stderr), &endpoints, &expected);

@@ -598,9 +598,11 @@ fn parse_sha256_hex(text: &str) -> Result<[u8; 32], String> {
     let mut out = [0u8; 32];
     match hex::decode_to_slice(text, &mut out) {
         Ok(()) if text.len() == 64 => Ok(out),
+        // The value is not shown: a token pasted here by mistake is a secret.
         _ => Err(format!(
-            "invalid token_sha256 {:?}; expected 64 hex digits (postern token new NAME prints one)",
-            truncate(text, 80)
+            "invalid token_sha256 ({} characters); expected the 64 hex digits of the token's \
+             SHA-256, not the token itself (postern token new NAME prints both)",
+            text.chars().count()
         )),
     }
 }
@@ -627,13 +629,6 @@ fn parse_upstream(text: &str) -> Result<Upstream, String> {
         .parse()
         .map_err(|_| invalid("invalid host"))?;
     Ok(Upstream { authority })
-}
-
-fn truncate(text: &str, max: usize) -> &str {
-    match text.char_indices().nth(max) {
-        Some((i, _)) => &text[..i],
-        None => text,
-    }
 }
 
 #[cfg(test)]

@@ -14,10 +14,17 @@ use tokio::time::{Instant, Sleep};
 
 use super::BoxError;
 
-/// A request body that adds its size to a shared counter as it streams.
+/// A request body that adds its size to a shared counter as it streams,
+/// and fails with [`BodyTimeout::Idle`] when the client stalls.
 pub struct CountingBody<B> {
     inner: B,
     count: Arc<AtomicU64>,
+    idle: Duration,
+    idle_timer: Pin<Box<Sleep>>,
+    /// Set while the timer runs: from the first poll that found no frame.
+    /// Time while the upstream applies backpressure (and does not poll) is
+    /// not the client's silence.
+    waiting: bool,
 }
 
 /// Deadline that cut a response body short.
@@ -27,6 +34,8 @@ pub enum BodyTimeout {
     Idle,
     #[error("the exchange ran longer than the app's total timeout")]
     Total,
+    #[error("the client sent no request body bytes for longer than the header read timeout")]
+    RequestIdle,
 }
 
 /// The way a response body ended, passed to the completion hook.
@@ -46,6 +55,9 @@ pub struct ResponseBody<B, F: FnOnce(u64, BodyEnd)> {
     idle: Option<Duration>,
     idle_timer: Option<Pin<Box<Sleep>>>,
     total_timer: Option<Pin<Box<Sleep>>>,
+    /// Set while the idle timer runs, from the first poll that found no
+    /// frame.
+    waiting: bool,
     bytes: u64,
     /// Set for a body with no frames, which hyper never polls.
     empty: bool,
@@ -55,8 +67,16 @@ pub struct ResponseBody<B, F: FnOnce(u64, BodyEnd)> {
 // === impl CountingBody ===
 
 impl<B> CountingBody<B> {
-    pub fn new(inner: B, count: Arc<AtomicU64>) -> Self {
-        CountingBody { inner, count }
+    /// Wraps `inner`; `idle` bounds each silence between the client's body
+    /// frames.
+    pub fn new(inner: B, count: Arc<AtomicU64>, idle: Duration) -> Self {
+        CountingBody {
+            inner,
+            count,
+            idle,
+            idle_timer: Box::pin(tokio::time::sleep(idle)),
+            waiting: false,
+        }
     }
 }
 
@@ -72,11 +92,24 @@ where
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
-        let frame = ready!(Pin::new(&mut self.inner).poll_frame(cx));
+        let this = &mut *self;
+        let frame = match Pin::new(&mut this.inner).poll_frame(cx) {
+            Poll::Ready(frame) => frame,
+            Poll::Pending => {
+                if !this.waiting {
+                    this.waiting = true;
+                    let deadline = Instant::now() + this.idle;
+                    this.idle_timer.as_mut().reset(deadline);
+                }
+                ready!(this.idle_timer.as_mut().poll(cx));
+                return Poll::Ready(Some(Err(Box::new(BodyTimeout::RequestIdle))));
+            }
+        };
+        this.waiting = false;
         if let Some(Ok(frame)) = &frame
             && let Some(data) = frame.data_ref()
         {
-            self.count.fetch_add(data.len() as u64, Ordering::Relaxed);
+            this.count.fetch_add(data.len() as u64, Ordering::Relaxed);
         }
         Poll::Ready(frame.map(|r| r.map_err(Into::into)))
     }
@@ -102,6 +135,7 @@ impl<B: HttpBody, F: FnOnce(u64, BodyEnd)> ResponseBody<B, F> {
             idle,
             idle_timer: idle.map(|d| Box::pin(tokio::time::sleep(d))),
             total_timer: deadline.map(|at| Box::pin(tokio::time::sleep_until(at))),
+            waiting: false,
             bytes: 0,
             on_end: Some(on_end),
         }
@@ -135,9 +169,7 @@ where
                 if let Some(data) = frame.data_ref() {
                     this.bytes += data.len() as u64;
                 }
-                if let (Some(timer), Some(idle)) = (&mut this.idle_timer, this.idle) {
-                    timer.as_mut().reset(Instant::now() + idle);
-                }
+                this.waiting = false;
                 // hyper may drop a body without polling past its last frame
                 // once `is_end_stream` is true.
                 if this.inner.is_end_stream() {
@@ -154,6 +186,14 @@ where
                 Poll::Ready(None)
             }
             Poll::Pending => {
+                // The idle clock starts at the first poll that finds nothing,
+                // so time the client spent not reading is not counted.
+                if !this.waiting {
+                    this.waiting = true;
+                    if let (Some(timer), Some(idle)) = (&mut this.idle_timer, this.idle) {
+                        timer.as_mut().reset(Instant::now() + idle);
+                    }
+                }
                 let timeout = if this
                     .total_timer
                     .as_mut()

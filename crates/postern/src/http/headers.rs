@@ -27,17 +27,31 @@ const HOP_BY_HOP: [&str; 9] = [
     "upgrade",
 ];
 
-/// Client-address headers that only a trusted source may send.
-const FORWARDED: [&str; 5] = [
-    "x-forwarded-for",
-    "x-forwarded-proto",
-    "x-forwarded-host",
-    "x-real-ip",
-    "forwarded",
-];
+/// Client-address headers that only a trusted source may send, besides
+/// every `X-Forwarded-*` header (such as -Port and -Prefix, which some
+/// frameworks read).
+const FORWARDED: [&str; 2] = ["x-real-ip", "forwarded"];
+const FORWARDED_PREFIX: &str = "x-forwarded-";
 
 /// Identity header prefixes that only the gateway sets.
 const IDENTITY_PREFIXES: [&str; 2] = ["x-auth-request-", "x-postern-"];
+
+/// Compares a header name with `_` read as `-`, because CGI-style servers
+/// (and so many app frameworks) treat `X_Auth_Request_User` and
+/// `X-Auth-Request-User` as the same header.
+fn normalized(name: &HeaderName) -> std::borrow::Cow<'_, str> {
+    let name = name.as_str();
+    if name.contains('_') {
+        std::borrow::Cow::Owned(name.replace('_', "-"))
+    } else {
+        std::borrow::Cow::Borrowed(name)
+    }
+}
+
+fn is_forwarded(name: &HeaderName) -> bool {
+    let name = normalized(name);
+    name.starts_with(FORWARDED_PREFIX) || FORWARDED.contains(&name.as_ref())
+}
 
 pub const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 pub const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
@@ -126,9 +140,10 @@ pub fn strip_identity_headers(headers: &mut HeaderMap) {
     let spoofed: Vec<HeaderName> = headers
         .keys()
         .filter(|name| {
+            let name = normalized(name);
             IDENTITY_PREFIXES
                 .iter()
-                .any(|prefix| name.as_str().starts_with(prefix))
+                .any(|prefix| name.starts_with(prefix))
         })
         .cloned()
         .collect();
@@ -163,7 +178,12 @@ pub fn set_forwarded(headers: &mut HeaderMap, origin: &Origin<'_>) {
             chain = Some(format!("{}, {client}", previous.join(", ")));
         }
     } else {
-        for name in FORWARDED {
+        let untrusted: Vec<HeaderName> = headers
+            .keys()
+            .filter(|n| is_forwarded(n))
+            .cloned()
+            .collect();
+        for name in untrusted {
             headers.remove(name);
         }
     }

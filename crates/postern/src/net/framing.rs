@@ -178,10 +178,10 @@ impl<S> FramingWatch<S> {
     }
 
     fn chunk_size_line(&mut self, line: &[u8]) {
-        match httparse::parse_chunk_size(line) {
-            Ok(httparse::Status::Complete((_, 0))) => self.state = State::Trailers,
-            Ok(httparse::Status::Complete((_, size))) => self.state = State::ChunkData(size),
-            _ => self.stop(),
+        match chunk_size(line) {
+            Some(0) => self.state = State::Trailers,
+            Some(size) => self.state = State::ChunkData(size),
+            None => self.stop(),
         }
     }
 
@@ -195,6 +195,22 @@ impl<S> FramingWatch<S> {
         self.state = State::Off;
         self.pending = Vec::new();
     }
+}
+
+/// Reads the size at the start of a chunk-size line. Written here rather
+/// than taken from httparse, whose `parse_chunk_size` rejects more than 16
+/// hex digits while hyper accepts any number of leading zeros: the watch must
+/// follow every body hyper follows, or a client could end it at will.
+/// Whatever follows the digits (extensions, whitespace) is skipped.
+fn chunk_size(line: &[u8]) -> Option<u64> {
+    let digits = line.iter().take_while(|b| b.is_ascii_hexdigit()).count();
+    if digits == 0 {
+        return None;
+    }
+    line[..digits].iter().try_fold(0u64, |size, &b| {
+        let digit = (b as char).to_digit(16)? as u64;
+        size.checked_mul(16)?.checked_add(digit)
+    })
 }
 
 impl<S: AsyncRead + Unpin> AsyncRead for FramingWatch<S> {
@@ -290,6 +306,16 @@ mod tests {
         let request = b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\nGET / HTTP/1.1\r\nHost: a\r\nContent-Length: 2\r\nTransfer-Encoding: chunked\r\n\r\n";
         let bytes: Vec<&[u8]> = request.chunks(1).collect();
         assert_eq!(watch_all(&bytes).0, 2);
+    }
+
+    #[test]
+    fn long_chunk_sizes_followed() {
+        let chunked = b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n00000000000000000005\r\nhello\r\n0\r\n\r\n";
+        let smuggle = b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n";
+        assert_eq!(watch_all(&[chunked, smuggle]).0, 2);
+        assert_eq!(chunk_size(b"1f;name=value\r\n"), Some(31));
+        assert_eq!(chunk_size(b"10000000000000000\r\n"), None);
+        assert_eq!(chunk_size(b"\r\n"), None);
     }
 
     #[test]

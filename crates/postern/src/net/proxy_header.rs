@@ -47,6 +47,10 @@ pub enum HeaderFault {
     Repeated,
     #[error("reading the PROXY header failed: {0}")]
     Io(String),
+    /// A valid header, then nothing before the client went away or the
+    /// request timeout passed: no refusal, just an idle connection.
+    #[error("the client sent no request after the PROXY header")]
+    NoRequest,
 }
 
 /// Outcome of parsing the bytes read so far.
@@ -72,14 +76,18 @@ pub enum Sniffed {
 // === impl HeaderFault ===
 
 impl HeaderFault {
-    pub fn refusal(&self) -> Refusal {
-        match self {
+    /// The refusal this fault means, or `None` for a client that simply
+    /// sent nothing after a valid header.
+    pub fn refusal(&self) -> Option<Refusal> {
+        let refusal = match self {
+            HeaderFault::NoRequest => return None,
             HeaderFault::Missing | HeaderFault::NotProxy => Refusal::ProxyHeaderMissing,
             HeaderFault::Malformed(_) | HeaderFault::Io(_) => Refusal::ProxyHeaderMalformed,
             HeaderFault::Truncated => Refusal::ProxyHeaderTruncated,
             HeaderFault::Timeout(_) => Refusal::ProxyHeaderTimeout,
             HeaderFault::Repeated => Refusal::ProxyHeaderRepeated,
-        }
+        };
+        Some(refusal)
     }
 }
 
@@ -227,23 +235,29 @@ pub fn could_be_proxy(bytes: &[u8]) -> bool {
     prefix_of(V2_SIGNATURE) || prefix_of(V1_PREFIX)
 }
 
-/// Reads a PROXY header into `buf` within `deadline`, then checks that a
-/// second header does not follow. On success `buf` holds only the bytes
-/// after the header, which belong to the next protocol.
+/// Reads a PROXY header into `buf` within `header_timeout`, then checks,
+/// within `request_timeout`, that the next bytes are not a second header.
+/// On success `buf` holds only the bytes after the header, which belong to
+/// the next protocol.
 pub async fn read<S: AsyncRead + Unpin>(
     stream: &mut S,
     buf: &mut BytesMut,
-    deadline: Duration,
+    header_timeout: Duration,
+    request_timeout: Duration,
 ) -> Result<ProxyHeader, HeaderFault> {
-    let outcome = tokio::time::timeout(deadline, async {
-        let header = read_header(stream, buf).await?;
-        if sniff(stream, buf).await? == Sniffed::ProxySignature {
-            return Err(HeaderFault::Repeated);
-        }
-        Ok(header)
-    })
-    .await;
-    outcome.unwrap_or(Err(HeaderFault::Timeout(deadline)))
+    let header = tokio::time::timeout(header_timeout, read_header(stream, buf))
+        .await
+        .unwrap_or(Err(HeaderFault::Timeout(header_timeout)))?;
+
+    // The client's first bytes may come later than the balancer's header,
+    // as slowly as any client's request head may.
+    let next = tokio::time::timeout(request_timeout, sniff(stream, buf)).await;
+    match next {
+        Ok(Ok(Sniffed::ProxySignature)) => Err(HeaderFault::Repeated),
+        Ok(Ok(Sniffed::Other)) => Ok(header),
+        Ok(Ok(Sniffed::Closed)) | Err(_) => Err(HeaderFault::NoRequest),
+        Ok(Err(fault)) => Err(fault),
+    }
 }
 
 async fn read_header<S: AsyncRead + Unpin>(

@@ -202,6 +202,45 @@ impl Rules {
     }
 }
 
+impl Rules {
+    /// Checks that a connection admitted earlier would still be admitted
+    /// under these rules and endpoints, so that a reload which revokes an
+    /// endpoint or narrows `vpc_cidrs` also ends access over connections
+    /// that are already open. Only the private gate admits by network
+    /// identity, so the public gate always passes.
+    pub fn still_admits(
+        &self,
+        admission: &Admission,
+        endpoint: Option<&EndpointIdentity>,
+        endpoints: &Endpoints,
+    ) -> Result<(), Refusal> {
+        if self.gate == Gate::Public {
+            return Ok(());
+        }
+        match admission.kind {
+            AdmissionKind::Public | AdmissionKind::HealthCheck => Ok(()),
+            AdmissionKind::VpcWorkload | AdmissionKind::ProxiedVpc => {
+                if contains(&self.vpc_cidrs, admission.client.ip()) {
+                    Ok(())
+                } else {
+                    Err(Refusal::NotInVpc)
+                }
+            }
+            AdmissionKind::PrivateLink => {
+                let id = endpoint.map(|e| e.id.as_str()).unwrap_or_default();
+                let current = endpoints.get(id).ok_or(Refusal::EndpointUnknown)?;
+                if current.state != EndpointState::Available {
+                    return Err(Refusal::EndpointNotAvailable);
+                }
+                if !self.allowed_accounts.contains(&current.owner) {
+                    return Err(Refusal::EndpointOwnerNotAllowed);
+                }
+                Ok(())
+            }
+        }
+    }
+}
+
 fn contains(nets: &[IpNet], ip: IpAddr) -> bool {
     let ip = canonical(ip);
     nets.iter().any(|n| n.contains(&ip))

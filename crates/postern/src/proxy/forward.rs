@@ -53,6 +53,16 @@ pub(super) async fn forward(
         Ok(Ok(response)) => response,
         Ok(Err(error)) => {
             let failure = UpstreamFailure::classify(&error);
+            if !failure.is_upstream() {
+                tracing::info!(
+                    app = %route.app,
+                    request_id = %exchange.record.request_id,
+                    reason = failure.as_str(),
+                    error = %describe(&error),
+                    "Client request body failed"
+                );
+                return upstream_failed(conn, route, exchange, failure);
+            }
             tracing::warn!(
                 app = %route.app,
                 upstream = %route.upstream,
@@ -76,7 +86,7 @@ pub(super) async fn forward(
     };
 
     if response.status() == StatusCode::SWITCHING_PROTOCOLS {
-        return websocket::tunnel(client_upgrade, response, &exchange.record);
+        return websocket::tunnel(conn, route, client_upgrade, response, &exchange.record);
     }
     shape_response(response)
 }
@@ -135,7 +145,7 @@ fn upstream_request(
         h.insert(UPGRADE, HeaderValue::from_static("websocket"));
     }
 
-    let body = CountingBody::new(body, exchange.bytes_in.clone()).boxed();
+    let body = CountingBody::new(body, exchange.bytes_in.clone(), conn.request_body_idle).boxed();
     let mut request = Request::new(body);
     *request.method_mut() = parts.method.clone();
     *request.uri_mut() = uri;
@@ -150,11 +160,17 @@ fn upstream_failed(
     exchange: &mut Exchange,
     failure: UpstreamFailure,
 ) -> Response<Body> {
-    metrics::record_upstream_error(conn.gate, &route.app, failure.as_str());
-    exchange.record.decision = "error";
+    if failure.is_upstream() {
+        metrics::record_upstream_error(conn.gate, &route.app, failure.as_str());
+        exchange.record.decision = "error";
+    } else {
+        exchange.record.decision = "deny";
+    }
     exchange.record.reason = failure.as_str();
-    let message = match failure.status() {
-        StatusCode::GATEWAY_TIMEOUT => "the app did not respond in time",
+    let message = match failure {
+        UpstreamFailure::ClientBody => "the request body is malformed or incomplete",
+        UpstreamFailure::ClientBodyTimeout => "the request body stalled",
+        _ if failure.status() == StatusCode::GATEWAY_TIMEOUT => "the app did not respond in time",
         _ => "the app could not be reached",
     };
     json_error(failure.status(), failure.as_str(), message)
@@ -186,6 +202,7 @@ pub(super) fn note_body_end(record: &mut AccessRecord, end: BodyEnd) {
         BodyEnd::Complete => return,
         BodyEnd::Timeout(BodyTimeout::Idle) => "upstream_body_idle_timeout",
         BodyEnd::Timeout(BodyTimeout::Total) => "total_timeout",
+        BodyEnd::Timeout(BodyTimeout::RequestIdle) => "client_body_timeout",
         BodyEnd::UpstreamError => "upstream_body_error",
         BodyEnd::Dropped => "client_closed",
     };

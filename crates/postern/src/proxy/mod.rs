@@ -24,13 +24,13 @@ use crate::auth::{self, Identity};
 use crate::http::Body;
 use crate::http::headers::{self, check_framing};
 use crate::http::responses::{json, json_error, unauthorized};
-use crate::policy::admission::{Admission, AdmissionKind, EndpointIdentity, Gate};
+use crate::policy::admission::{Admission, AdmissionKind, EndpointIdentity, Gate, Refusal};
 use crate::routing::{Route, request_host};
 use crate::runtime::state::{Snapshot, State};
 use crate::telemetry::access::{AccessRecord, show_addr};
 
 /// Facts about a client connection, fixed at admission.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct ConnectionInfo {
     pub gate: Gate,
     pub admission: Admission,
@@ -46,6 +46,12 @@ pub struct ConnectionInfo {
     /// Requests seen on this connection, to match against
     /// `ambiguous_framing`.
     pub requests: Arc<AtomicU64>,
+    /// Longest silence inside a request body (`limits.header_read_timeout`).
+    pub request_body_idle: std::time::Duration,
+    /// The connection's slot, which a WebSocket tunnel keeps until it ends.
+    pub guard: Arc<crate::server::listener::ConnectionGuard>,
+    /// Where WebSocket tunnels run, so the drain waits for them.
+    pub tunnels: tokio_util::task::TaskTracker,
 }
 
 /// A request on its way through the pipeline.
@@ -108,12 +114,48 @@ fn decide(
         return Err(Box::new(response));
     }
 
+    // Admission was decided when the connection opened; a reload since may
+    // have revoked it.
+    let still = match snapshot.rules(conn.gate) {
+        Some(rules) => {
+            rules.still_admits(&conn.admission, conn.endpoint.as_ref(), &state.endpoints())
+        }
+        None => Err(Refusal::GateDisabled),
+    };
+    if let Err(refusal) = still {
+        record.deny(refusal.as_str());
+        let mut response = json_error(
+            StatusCode::FORBIDDEN,
+            "admission_revoked",
+            "this connection is no longer admitted; reconnect",
+        );
+        // HTTP/2 has no Connection header; its streams just keep failing.
+        if parts.version < http::Version::HTTP_2 {
+            response.headers_mut().insert(
+                http::header::CONNECTION,
+                http::HeaderValue::from_static("close"),
+            );
+        }
+        return Err(Box::new(response));
+    }
+
     if parts.method == Method::CONNECT {
         record.deny("method_not_allowed");
         return Err(Box::new(json_error(
             StatusCode::METHOD_NOT_ALLOWED,
             "method_not_allowed",
             "CONNECT is not supported",
+        )));
+    }
+
+    // Only origin-form targets are forwarded: `*` (asterisk-form) has no
+    // path to send and would not survive being joined to the upstream.
+    if !parts.uri.path().starts_with('/') {
+        record.deny("invalid_target");
+        return Err(Box::new(json_error(
+            StatusCode::BAD_REQUEST,
+            "bad_request",
+            "the request target must be a path starting with /",
         )));
     }
 

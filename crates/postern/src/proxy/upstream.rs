@@ -10,6 +10,7 @@ use hyper_util::rt::{TokioExecutor, TokioTimer};
 
 use crate::config::AppTimeouts;
 use crate::http::Body;
+use crate::http::body::BodyTimeout;
 
 /// How long an idle pooled upstream connection is kept. Shorter than the
 /// 5-second keep-alive timeout of uvicorn and Node.js servers, so the gateway
@@ -28,6 +29,11 @@ pub enum UpstreamFailure {
     Reset,
     /// No response headers within the app's timeout.
     HeaderTimeout,
+    /// The client's request body was malformed or cut off, so the fault is
+    /// the client's, not the upstream's.
+    ClientBody,
+    /// The client stopped sending its request body.
+    ClientBodyTimeout,
 }
 
 impl UpstreamFailure {
@@ -37,6 +43,8 @@ impl UpstreamFailure {
             UpstreamFailure::ConnectTimeout | UpstreamFailure::HeaderTimeout => {
                 http::StatusCode::GATEWAY_TIMEOUT
             }
+            UpstreamFailure::ClientBody => http::StatusCode::BAD_REQUEST,
+            UpstreamFailure::ClientBodyTimeout => http::StatusCode::REQUEST_TIMEOUT,
         }
     }
 
@@ -47,6 +55,8 @@ impl UpstreamFailure {
             UpstreamFailure::ConnectTimeout => "upstream_connect_timeout",
             UpstreamFailure::Reset => "upstream_reset",
             UpstreamFailure::HeaderTimeout => "upstream_response_timeout",
+            UpstreamFailure::ClientBody => "client_body_invalid",
+            UpstreamFailure::ClientBodyTimeout => "client_body_timeout",
         }
     }
 
@@ -66,7 +76,29 @@ impl UpstreamFailure {
                 UpstreamFailure::Refused
             };
         }
+        // hyper marks an error of the request body it was sending as a
+        // user error; the body is the client's.
+        let mut cause = error.source();
+        while let Some(e) = cause {
+            if e.downcast_ref::<BodyTimeout>() == Some(&BodyTimeout::RequestIdle) {
+                return UpstreamFailure::ClientBodyTimeout;
+            }
+            if e.downcast_ref::<hyper::Error>()
+                .is_some_and(|h| h.is_user())
+            {
+                return UpstreamFailure::ClientBody;
+            }
+            cause = e.source();
+        }
         UpstreamFailure::Reset
+    }
+
+    /// Whether the upstream, not the client, is at fault.
+    pub fn is_upstream(self) -> bool {
+        !matches!(
+            self,
+            UpstreamFailure::ClientBody | UpstreamFailure::ClientBodyTimeout
+        )
     }
 }
 

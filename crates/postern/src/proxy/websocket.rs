@@ -5,15 +5,28 @@ use http::header::{CONNECTION, HeaderValue, UPGRADE};
 use hyper::body::Incoming;
 use hyper::upgrade::OnUpgrade;
 use hyper_util::rt::TokioIo;
+use std::io;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::task::{Context, Poll};
+use std::time::Duration;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::time::Instant;
 
 use crate::http::Body;
 use crate::http::headers;
 use crate::http::responses::{empty, json_error};
+use crate::routing::Route;
 use crate::telemetry::access::AccessRecord;
+
+use super::ConnectionInfo;
 
 /// Sends the client the upstream's 101 and joins the two upgraded
 /// connections in a background task.
 pub(super) fn tunnel(
+    conn: &ConnectionInfo,
+    route: &Route,
     client: Option<OnUpgrade>,
     mut upstream: Response<Incoming>,
     record: &AccessRecord,
@@ -28,8 +41,11 @@ pub(super) fn tunnel(
     };
     let upstream_upgrade = hyper::upgrade::on(&mut upstream);
     let request_id = record.request_id.clone();
+    let idle = route.timeouts.body_idle;
+    // The tunnel keeps the client connection's slot until it ends.
+    let guard = conn.guard.clone();
 
-    tokio::spawn(async move {
+    conn.tunnels.spawn(async move {
         let joined = tokio::try_join!(client, upstream_upgrade);
         let (client, upstream) = match joined {
             Ok(pair) => pair,
@@ -38,14 +54,29 @@ pub(super) fn tunnel(
                 return;
             }
         };
-        let mut client = TokioIo::new(client);
-        let mut upstream = TokioIo::new(upstream);
-        match tokio::io::copy_bidirectional(&mut client, &mut upstream).await {
-            Ok((sent, received)) => {
-                tracing::debug!(%request_id, sent, received, "WebSocket tunnel closed")
+        let activity = Activity::new();
+        let mut client = ActivityIo::new(TokioIo::new(client), activity.clone());
+        let mut upstream = ActivityIo::new(TokioIo::new(upstream), activity.clone());
+        let copy = tokio::io::copy_bidirectional(&mut client, &mut upstream);
+        tokio::pin!(copy);
+        loop {
+            tokio::select! {
+                result = &mut copy => {
+                    match result {
+                        Ok((sent, received)) => tracing::debug!(%request_id, sent, received, "WebSocket tunnel closed"),
+                        Err(error) => tracing::debug!(%request_id, %error, "WebSocket tunnel ended"),
+                    }
+                    break;
+                }
+                _ = tokio::time::sleep_until(activity.last() + idle) => {
+                    if activity.last().elapsed() >= idle {
+                        tracing::info!(%request_id, ?idle, "WebSocket tunnel closed after the app's body idle timeout");
+                        break;
+                    }
+                }
             }
-            Err(error) => tracing::debug!(%request_id, %error, "WebSocket tunnel ended"),
         }
+        drop(guard);
     });
 
     let (mut parts, _) = upstream.into_parts();
@@ -57,4 +88,75 @@ pub(super) fn tunnel(
         .headers
         .insert(UPGRADE, HeaderValue::from_static("websocket"));
     Response::from_parts(parts, empty())
+}
+
+/// The time of the last byte either way through a tunnel.
+#[derive(Clone)]
+struct Activity {
+    start: Instant,
+    /// Milliseconds from `start` to the last byte.
+    last_ms: Arc<AtomicU64>,
+}
+
+impl Activity {
+    fn new() -> Self {
+        Activity {
+            start: Instant::now(),
+            last_ms: Arc::new(AtomicU64::new(0)),
+        }
+    }
+
+    fn touch(&self) {
+        let ms = self.start.elapsed().as_millis() as u64;
+        self.last_ms.store(ms, Ordering::Relaxed);
+    }
+
+    fn last(&self) -> Instant {
+        self.start + Duration::from_millis(self.last_ms.load(Ordering::Relaxed))
+    }
+}
+
+/// A stream that records in an [`Activity`] each read that returned bytes.
+struct ActivityIo<S> {
+    inner: S,
+    activity: Activity,
+}
+
+impl<S> ActivityIo<S> {
+    fn new(inner: S, activity: Activity) -> Self {
+        ActivityIo { inner, activity }
+    }
+}
+
+impl<S: AsyncRead + Unpin> AsyncRead for ActivityIo<S> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let before = buf.filled().len();
+        let polled = Pin::new(&mut self.inner).poll_read(cx, buf);
+        if buf.filled().len() > before {
+            self.activity.touch();
+        }
+        polled
+    }
+}
+
+impl<S: AsyncWrite + Unpin> AsyncWrite for ActivityIo<S> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.inner).poll_write(cx, buf)
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
 }

@@ -15,11 +15,14 @@ use tokio::sync::watch;
 use tokio::time::Instant;
 
 use crate::config::{GateConfig, Limits};
+use tokio_util::task::TaskTracker;
+
+use super::listener::ConnectionGuard;
 use crate::net::framing::FramingWatch;
 use crate::net::prefixed::PrefixedIo;
 use crate::net::proxy_header::{self, Sniffed};
 use crate::policy::admission::{
-    Admission, EndpointIdentity, Gate, PeerVerdict, Refusal, Rules, canonical,
+    Admission, AdmissionKind, EndpointIdentity, Gate, PeerVerdict, Refusal, Rules, canonical,
 };
 use crate::proxy::{self, ConnectionInfo};
 use crate::runtime::state::State;
@@ -41,6 +44,8 @@ pub(super) async fn serve(
     mut stream: TcpStream,
     peer: SocketAddr,
     shutdown: watch::Receiver<bool>,
+    guard: Arc<ConnectionGuard>,
+    tunnels: TaskTracker,
 ) {
     let snapshot = state.snapshot();
     let limits = snapshot.config.limits;
@@ -66,10 +71,13 @@ pub(super) async fn serve(
     metrics::record_admission(gate, admission.kind);
     tracing::debug!(gate = %gate, peer = %show_addr(peer), client = %show_addr(admission.client), kind = admission.kind.as_str(), "Connection admitted");
 
-    let forwarded_trusted = gate_config
-        .forwarded_sources
-        .iter()
-        .any(|net| net.contains(&canonical(admission.client.ip())));
+    // A PrivateLink client's address comes from another VPC's address plan,
+    // which may overlap this one, so it is never a trusted forwarder.
+    let forwarded_trusted = admission.kind != AdmissionKind::PrivateLink
+        && gate_config
+            .forwarded_sources
+            .iter()
+            .any(|net| net.contains(&canonical(admission.client.ip())));
     let tls = snapshot.tls(gate).cloned();
     let ambiguous_framing = Arc::new(AtomicU64::new(0));
     let info = ConnectionInfo {
@@ -81,6 +89,9 @@ pub(super) async fn serve(
         forwarded_trusted,
         ambiguous_framing: ambiguous_framing.clone(),
         requests: Arc::new(AtomicU64::new(0)),
+        request_body_idle: limits.header_read_timeout,
+        guard,
+        tunnels,
     };
     let io = PrefixedIo::new(buf, stream);
     let max_head = limits.max_header_bytes;
@@ -144,13 +155,16 @@ async fn admit(
         }
         PeerVerdict::ExpectProxyHeader => {
             let timeout = gate_config.proxy_header_timeout;
-            let header = match proxy_header::read(stream, buf, timeout).await {
-                Ok(header) => header,
-                Err(fault) => {
-                    refuse(gate, peer, fault.refusal(), &fault.to_string());
-                    return None;
-                }
-            };
+            let header =
+                match proxy_header::read(stream, buf, timeout, limits.header_read_timeout).await {
+                    Ok(header) => header,
+                    Err(fault) => {
+                        if let Some(refusal) = fault.refusal() {
+                            refuse(gate, peer, refusal, &fault.to_string());
+                        }
+                        return None;
+                    }
+                };
             match rules.admit_header(peer, &header, &state.endpoints()) {
                 Ok(admitted) => Some(admitted),
                 Err(refusal) => {

@@ -4,13 +4,37 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use tokio::net::TcpListener;
-use tokio::sync::{Semaphore, watch};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
 use tokio_util::task::TaskTracker;
 
 use super::connection::{self, refuse};
 use crate::policy::admission::{Gate, Refusal};
 use crate::runtime::state::State;
 use crate::telemetry::metrics;
+
+/// One client connection's hold on the connection limit and the open
+/// connections gauge. A WebSocket tunnel outlives its HTTP connection, so it
+/// keeps a clone, and the slot frees only when the last holder is gone.
+pub struct ConnectionGuard {
+    gate: Gate,
+    _permit: OwnedSemaphorePermit,
+}
+
+impl ConnectionGuard {
+    fn new(gate: Gate, permit: OwnedSemaphorePermit) -> Self {
+        metrics::connection_opened(gate);
+        ConnectionGuard {
+            gate,
+            _permit: permit,
+        }
+    }
+}
+
+impl Drop for ConnectionGuard {
+    fn drop(&mut self) {
+        metrics::connection_closed(self.gate);
+    }
+}
 
 /// A bound gate listener.
 pub struct GateListener {
@@ -73,11 +97,10 @@ impl GateListener {
             let _ = stream.set_nodelay(true);
             let state = state.clone();
             let shutdown = shutdown.clone();
+            let guard = Arc::new(ConnectionGuard::new(gate, permit));
+            let tunnels = tracker.clone();
             tracker.spawn(async move {
-                metrics::connection_opened(gate);
-                connection::serve(gate, state, stream, peer, shutdown).await;
-                metrics::connection_closed(gate);
-                drop(permit);
+                connection::serve(gate, state, stream, peer, shutdown, guard, tunnels).await;
             });
         }
         tracing::info!(gate = %gate, "Stopped accepting connections");

@@ -69,6 +69,8 @@ fn identity_headers_removed_in_any_case() {
         ("x-auth-request-email", "a@b"),
         ("X-AUTH-REQUEST-GROUPS", "root"),
         ("X-Postern-Assertion", "forged"),
+        ("x_auth_request_user", "admin"),
+        ("X-Auth-Request_Email", "a@b"),
         ("x-auth-requested", "kept: not the prefix"),
     ]);
     strip_identity_headers(&mut headers);
@@ -84,6 +86,9 @@ fn forwarded_from_untrusted_client_replaced() {
         ("x-forwarded-host", "evil.test"),
         ("x-real-ip", "1.2.3.4"),
         ("forwarded", "for=1.2.3.4"),
+        ("x-forwarded-port", "443"),
+        ("x-forwarded-prefix", "/admin"),
+        ("x_forwarded_for", "1.2.3.4"),
     ]);
     let origin = Origin {
         client: "127.0.0.9:5555".parse().unwrap(),
@@ -97,6 +102,9 @@ fn forwarded_from_untrusted_client_replaced() {
     assert_eq!(headers["x-forwarded-host"], "app.example.test");
     assert!(!headers.contains_key("x-real-ip"));
     assert!(!headers.contains_key("forwarded"));
+    assert!(!headers.contains_key("x-forwarded-port"));
+    assert!(!headers.contains_key("x-forwarded-prefix"));
+    assert!(!headers.contains_key("x_forwarded_for"));
 }
 
 #[test]

@@ -46,7 +46,13 @@ async fn read_chunks(chunks: &[&[u8]]) -> (Result<ProxyHeader, HeaderFault>, Byt
     }
     let mut stream = mock.build();
     let mut buf = BytesMut::new();
-    let result = read(&mut stream, &mut buf, Duration::from_secs(5)).await;
+    let result = read(
+        &mut stream,
+        &mut buf,
+        Duration::from_secs(5),
+        Duration::from_secs(5),
+    )
+    .await;
     (result, buf)
 }
 
@@ -226,7 +232,13 @@ async fn read_times_out_on_slow_peer() {
     let (mut peer, mut stream) = tokio::io::duplex(1024);
     peer.write_all(&header[..10]).await.unwrap();
     let mut buf = BytesMut::new();
-    let result = read(&mut stream, &mut buf, Duration::from_secs(3)).await;
+    let result = read(
+        &mut stream,
+        &mut buf,
+        Duration::from_secs(3),
+        Duration::from_secs(30),
+    )
+    .await;
     assert_eq!(result, Err(HeaderFault::Timeout(Duration::from_secs(3))));
     drop(peer);
 }
@@ -300,4 +312,28 @@ fn parse_unspec_family_reads_tlvs() {
             endpoint_id: Some(ENDPOINT.into())
         }
     );
+}
+
+#[tokio::test(start_paused = true)]
+async fn slow_request_after_header_is_not_a_header_timeout() {
+    use tokio::io::AsyncWriteExt;
+
+    let (mut peer, mut stream) = tokio::io::duplex(1024);
+    peer.write_all(&endpoint_header()).await.unwrap();
+    let writer = tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_secs(10)).await;
+        peer.write_all(b"GET / HTTP/1.1\r\n").await.unwrap();
+        peer
+    });
+    let mut buf = BytesMut::new();
+    let header = read(
+        &mut stream,
+        &mut buf,
+        Duration::from_secs(3),
+        Duration::from_secs(30),
+    )
+    .await;
+    assert_eq!(header.unwrap(), expected_endpoint_header());
+    assert_eq!(&buf[..], b"GET / HTTP/1.1\r\n");
+    drop(writer.await.unwrap());
 }

@@ -191,3 +191,51 @@ fn public_gate_admits_everyone() {
     assert_eq!(admission.client, addr("198.51.100.4:80"));
     assert!(identity.is_none());
 }
+
+#[test]
+fn revoked_endpoint_no_longer_admits() {
+    let rules = private_rules();
+    let peer = addr("127.0.0.2:1");
+    let header = via_endpoint("vpce-0a1b2c3d4e5f60001", "10.9.8.7:1");
+    let (admission, identity) = rules.admit_header(peer, &header, &endpoints()).unwrap();
+    assert_eq!(
+        rules.still_admits(&admission, identity.as_ref(), &endpoints()),
+        Ok(())
+    );
+
+    let revoked = Endpoints::from_list([Endpoint {
+        id: "vpce-0a1b2c3d4e5f60001".into(),
+        owner: "012345678910".into(),
+        state: EndpointState::Rejected,
+        region: None,
+    }]);
+    assert_eq!(
+        rules.still_admits(&admission, identity.as_ref(), &revoked),
+        Err(Refusal::EndpointNotAvailable)
+    );
+    let mut no_principals = rules.clone();
+    no_principals.allowed_accounts.clear();
+    assert_eq!(
+        no_principals.still_admits(&admission, identity.as_ref(), &endpoints()),
+        Err(Refusal::EndpointOwnerNotAllowed)
+    );
+    assert_eq!(
+        rules.still_admits(&admission, identity.as_ref(), &Endpoints::default()),
+        Err(Refusal::EndpointUnknown)
+    );
+}
+
+#[test]
+fn narrowed_vpc_no_longer_admits() {
+    let rules = private_rules();
+    let PeerVerdict::Admit(admission) = rules.classify_peer(addr("127.0.1.7:5000")) else {
+        panic!("expected an admission")
+    };
+    let mut narrowed = rules.clone();
+    narrowed.vpc_cidrs = vec!["127.0.1.128/25".parse().unwrap()];
+    assert_eq!(
+        narrowed.still_admits(&admission, None, &endpoints()),
+        Err(Refusal::NotInVpc)
+    );
+    assert_eq!(rules.still_admits(&admission, None, &endpoints()), Ok(()));
+}
