@@ -37,8 +37,33 @@ pub enum Command {
     /// or exits 0 when both files are valid.
     Check {
         /// The vars file.
-        #[arg(value_name = "FILE")]
-        file: PathBuf,
+        #[arg(value_name = "FILE", required_unless_present = "config")]
+        file: Option<PathBuf>,
+        /// The vars file, as `serve` takes it.
+        #[arg(long, short = 'c', value_name = "FILE", conflicts_with = "file")]
+        config: Option<PathBuf>,
+    },
+    /// Write Kubernetes manifests for the gates that a vars file describes.
+    ///
+    /// Validates the vars file as `check` does, then writes one YAML file
+    /// per group of objects into DIR and a Kustomization file that lists
+    /// them, so both `kubectl apply -f DIR` and kustomize overlays work.
+    /// Files of an earlier render that this one does not write are removed.
+    /// The endpoints file is not read: in the cluster, the reconcile job
+    /// writes it into a ConfigMap.
+    Render {
+        /// The vars file.
+        #[arg(long, short = 'c', value_name = "FILE")]
+        config: PathBuf,
+        /// The folder to write into; created if missing.
+        #[arg(long, value_name = "DIR")]
+        out: PathBuf,
+        /// The container image of the gateways and the reconcile job.
+        #[arg(long, value_name = "IMAGE", default_value = crate::render::DEFAULT_IMAGE)]
+        image: String,
+        /// The namespace of every object.
+        #[arg(long, value_name = "NAMESPACE", default_value = crate::render::DEFAULT_NAMESPACE)]
+        namespace: String,
     },
     /// Run a demo on loopback: a built-in config, demo upstreams, and
     /// ready-to-paste curl commands for every path through both gates.
@@ -47,11 +72,34 @@ pub enum Command {
         #[arg(long, default_value_t = 18080, value_name = "PORT")]
         port: u16,
     },
+    /// Relay connections to the private gate as the AWS load balancer does:
+    /// from a trusted source address, with a PROXY v2 header that names a
+    /// VPC endpoint. For trying a config on one machine; not for production.
+    Relay(RelayArgs),
     /// Machine tokens.
     Token {
         #[command(subcommand)]
         command: TokenCommand,
     },
+}
+
+/// A stand-in for the AWS network load balancer, for trying the private
+/// gate's PrivateLink path on one machine.
+#[derive(Debug, clap::Args)]
+pub struct RelayArgs {
+    /// Where clients connect, such as 127.0.0.1:18085.
+    #[arg(long, value_name = "ADDR")]
+    pub listen: std::net::SocketAddr,
+    /// The private gate, such as 127.0.0.1:18081.
+    #[arg(long, value_name = "ADDR")]
+    pub to: std::net::SocketAddr,
+    /// The VPC endpoint id to name in the PROXY v2 header's AWS TLV.
+    #[arg(long, value_name = "ID")]
+    pub endpoint_id: String,
+    /// The balancer's own address, which must be in the private gate's
+    /// proxy_protocol.trusted_sources.
+    #[arg(long, value_name = "IP", default_value = "127.0.0.2")]
+    pub from: std::net::IpAddr,
 }
 
 #[derive(Debug, Subcommand)]

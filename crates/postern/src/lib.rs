@@ -18,6 +18,7 @@
 //! - [`telemetry`]: logging, the access log and metrics.
 //! - [`runtime`]: the live state, reloads and shutdown.
 //! - [`quickstart`]: the embedded demo.
+//! - [`render`]: Kubernetes manifests for a vars file.
 
 #![forbid(unsafe_code)]
 
@@ -29,6 +30,7 @@ pub mod net;
 pub mod policy;
 pub mod proxy;
 pub mod quickstart;
+pub mod render;
 pub mod routing;
 pub mod runtime;
 pub mod server;

@@ -3,13 +3,20 @@ use std::process::ExitCode;
 use clap::Parser;
 use postern::cli::{Cli, Command, TokenCommand};
 use postern::runtime::serve::{self, StartError};
-use postern::{quickstart, server, telemetry, token};
+use postern::{quickstart, render, server, telemetry, token};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     server::tls::install_crypto_provider();
     match cli.command {
-        Command::Check { file } => check(&file),
+        Command::Check { file, config } => match file.or(config) {
+            Some(file) => check(&file),
+            None => ExitCode::from(2),
+        },
+        Command::Relay(args) => {
+            telemetry::init_logging();
+            run(async move { quickstart::nlb::relay_command(args).await })
+        }
         Command::Token {
             command: TokenCommand::New { name },
         } => match token::new_entry(&name) {
@@ -29,6 +36,12 @@ fn main() -> ExitCode {
                 async move { serve::serve(&config, gate, serve::termination_signal(), |_| {}).await },
             )
         }
+        Command::Render {
+            config,
+            out,
+            image,
+            namespace,
+        } => render_manifests(&config, &out, render::Options { image, namespace }),
         Command::Quickstart { port } => {
             telemetry::init_logging();
             let _access_log = telemetry::access::init();
@@ -60,6 +73,36 @@ fn check(file: &std::path::Path) -> ExitCode {
         Err(problems) => {
             eprint!("{problems}");
             eprintln!("{} problem(s) found", problems.0.len());
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn render_manifests(
+    vars: &std::path::Path,
+    out: &std::path::Path,
+    options: render::Options,
+) -> ExitCode {
+    match render::render_to_dir(vars, out, &options) {
+        Ok(written) => {
+            for warning in &written.warnings {
+                eprintln!("warning: {warning}");
+            }
+            println!(
+                "{}: wrote {} files to {}",
+                vars.display(),
+                written.files.len(),
+                out.display()
+            );
+            ExitCode::SUCCESS
+        }
+        Err(render::RenderError::Config(problems)) => {
+            eprint!("{problems}");
+            eprintln!("{} problem(s) found; nothing was written", problems.0.len());
+            ExitCode::FAILURE
+        }
+        Err(error) => {
+            eprintln!("error: {error}");
             ExitCode::FAILURE
         }
     }

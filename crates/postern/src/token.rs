@@ -35,8 +35,11 @@ pub fn new_entry(name: &str) -> Result<String, String> {
         "# Give this token to the machine once; postern keeps only its hash.\n\
          token: {token}\n\
          \n\
-         # Add this entry under identities.machines in the vars file:\n\
-         - name: {name}\n  token_sha256: {hash}\n"
+         # Add the entry to identities.machines in the vars file:\n\
+         identities:\n\
+         \x20 machines:\n\
+         \x20   - name: {name}\n\
+         \x20     token_sha256: {hash}\n"
     ))
 }
 

@@ -351,10 +351,15 @@ async fn token_new_round_trip() {
         "the token went to stderr"
     );
 
-    // Paste the printed entry under identities.machines, as printed.
+    // Paste the printed entry under identities.machines, at the depth it
+    // was printed.
     let echo = EchoServer::start().await;
     let spec = GatewaySpec::new().app(AppSpec::new("echo", echo.addr));
-    let indented: String = entry.lines().map(|l| format!("    {l}\n")).collect();
+    let indented: String = printed
+        .lines()
+        .skip_while(|l| !l.trim_start().starts_with("- name:"))
+        .map(|l| format!("{l}\n"))
+        .collect();
     let vars = spec
         .vars_yaml()
         .replace("  machines:\n", &format!("  machines:\n{indented}"));

@@ -103,3 +103,41 @@ async fn gate_private_needs_private_gate() {
         "{stderr}"
     );
 }
+
+#[tokio::test]
+async fn relay_command_plays_the_balancer() {
+    let echo = EchoServer::start().await;
+    let gateway = GatewaySpec::new()
+        .app(AppSpec::new("echo", echo.addr).private())
+        .start()
+        .await;
+    let listen = {
+        let probe = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        probe.local_addr().unwrap()
+    };
+    let relay = Command::new(env!("CARGO_BIN_EXE_postern"))
+        .args(["relay", "--listen", &listen.to_string()])
+        .args(["--to", &gateway.private_gate().to_string()])
+        .args(["--endpoint-id", "vpce-0a1b2c3d4e5f60001"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("starting the relay");
+    let _relay = Process {
+        child: relay,
+        stderr: Default::default(),
+    };
+
+    let started = Instant::now();
+    while try_connect_from(LOCALHOST, listen).await.is_err() {
+        assert!(started.elapsed() < START_TIMEOUT, "the relay did not start");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let response = get(listen, &private_host("echo"), "/via-relay", &[]).await;
+    assert_eq!(response.status, 200);
+    let line = gateway
+        .wait_for_access_log("the relayed request", |l| l["path"] == "/via-relay")
+        .await;
+    assert_eq!(line["endpoint_id"], "vpce-0a1b2c3d4e5f60001");
+}

@@ -157,9 +157,15 @@ async fn unknown_host_404_json() {
             echo.addr.to_string(),
         ),
     ];
+    let credential = format!("Bearer {TOKEN}");
     for (case, gate, source, host) in cases {
-        // No credential is sent, because the host is checked first.
-        let response = get_from(source, gate, &host, "/", &[]).await;
+        // The public gate wants a credential before it answers for a host.
+        let headers: &[(&str, &str)] = if gate == gateway.public {
+            &[("proxy-authorization", &credential)]
+        } else {
+            &[]
+        };
+        let response = get_from(source, gate, &host, "/", headers).await;
         assert_eq!(response.status, StatusCode::NOT_FOUND, "{case}");
         assert_eq!(
             response.header("content-type"),
@@ -169,6 +175,12 @@ async fn unknown_host_404_json() {
         assert_eq!(response.json()["error"], "not_found", "{case}");
     }
     assert_eq!(echo.hits(), 0);
+
+    // Without a credential, an unknown host and a known one look the same.
+    for host in [public_host("nosuch"), public_host("echo")] {
+        let response = get_from(LOCALHOST, gateway.public, &host, "/", &[]).await;
+        assert_eq!(response.status, StatusCode::UNAUTHORIZED, "{host}");
+    }
 }
 
 #[tokio::test]

@@ -180,6 +180,9 @@ fn upstream_failed(
 fn shape_response(response: Response<Incoming>) -> Response<Body> {
     let (mut parts, body) = response.into_parts();
     headers::strip_hop_by_hop(&mut parts.headers);
+    // The client's protocol is the gateway's own, whatever the upstream
+    // spoke (hyper would otherwise answer an HTTP/1.1 client in HTTP/1.0).
+    parts.version = http::Version::HTTP_11;
     Response::from_parts(parts, body.map_err(BoxError::from).boxed())
 }
 
@@ -197,13 +200,15 @@ pub(super) fn log_on_end(
 
 /// Records in the access log how a streamed body ended, when it did not end
 /// normally.
-pub(super) fn note_body_end(record: &mut AccessRecord, end: BodyEnd) {
+pub(super) fn note_body_end(record: &mut AccessRecord, end: BodyEnd, draining: bool) {
     let reason = match end {
         BodyEnd::Complete => return,
         BodyEnd::Timeout(BodyTimeout::Idle) => "upstream_body_idle_timeout",
         BodyEnd::Timeout(BodyTimeout::Total) => "total_timeout",
         BodyEnd::Timeout(BodyTimeout::RequestIdle) => "client_body_timeout",
         BodyEnd::UpstreamError => "upstream_body_error",
+        // At exit the runtime drops the bodies the grace period cut short.
+        BodyEnd::Dropped if draining => "gateway_shutdown",
         BodyEnd::Dropped => "client_closed",
     };
     if record.decision == "allow" {

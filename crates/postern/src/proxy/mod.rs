@@ -75,13 +75,13 @@ pub async fn handle(
 
     let route = match decide(&state, &snapshot, &conn, &mut parts, &mut exchange.record) {
         Ok(route) => route,
-        Err(response) => return Ok(exchange.finish(*response, None, done)),
+        Err(response) => return Ok(exchange.finish(*response, None, &state, done)),
     };
 
     let response = forward::forward(&conn, &route, parts, body, &mut exchange).await;
     let timeouts =
         (response.status() != StatusCode::SWITCHING_PROTOCOLS).then_some(&route.timeouts);
-    Ok(exchange.finish(response, timeouts, done))
+    Ok(exchange.finish(response, timeouts, &state, done))
 }
 
 /// Runs every check that comes before the upstream, and returns the route or
@@ -178,17 +178,15 @@ fn decide(
         ))
     })?;
 
-    let Some(route) = snapshot.routes.lookup(conn.gate, &host) else {
-        record.deny("unknown_host");
-        return Err(Box::new(json_error(
-            StatusCode::NOT_FOUND,
-            "not_found",
-            "no app is served at this host",
-        )));
-    };
-    record.app = Some(route.app.clone());
-    record.metrics = Some(route.metrics(conn.gate).clone());
+    let route = snapshot.routes.lookup(conn.gate, &host);
+    if let Some(route) = route {
+        record.app = Some(route.app.clone());
+        record.metrics = Some(route.metrics(conn.gate).clone());
+    }
 
+    // On the public gate the credential is checked before the host is
+    // answered, so that a caller without one learns nothing, not even which
+    // apps exist.
     headers::strip_identity_headers(&mut parts.headers);
     if conn.gate == Gate::Public {
         let identity = auth::authenticate(&mut parts.headers, &snapshot.tokens).map_err(|e| {
@@ -198,6 +196,15 @@ fn decide(
         record.set_identity(&identity);
         parts.extensions.insert(identity);
     }
+
+    let Some(route) = route else {
+        record.deny("unknown_host");
+        return Err(Box::new(json_error(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            "no app is served at this host",
+        )));
+    };
 
     record.decision = "allow";
     record.reason = "authorized";
@@ -211,6 +218,7 @@ fn health_check(
     parts: &http::request::Parts,
     record: &mut AccessRecord,
 ) -> Response<Body> {
+    record.host = request_host(parts).ok();
     if parts.uri.path() != "/healthz" {
         record.deny("health_check_only");
         return json_error(
@@ -278,8 +286,10 @@ impl Exchange {
         self,
         mut response: Response<Body>,
         timeouts: Option<&crate::config::AppTimeouts>,
+        state: &Arc<State>,
         done: impl FnOnce() + Send + Sync + Unpin + 'static,
     ) -> Response<Body> {
+        let state = state.clone();
         let Exchange {
             started,
             mut record,
@@ -296,7 +306,7 @@ impl Exchange {
             record.bytes_out = bytes_out;
             record.bytes_in = bytes_in.load(Ordering::Relaxed);
             record.duration_ms = crate::telemetry::access::millis(started.elapsed());
-            forward::note_body_end(&mut record, end);
+            forward::note_body_end(&mut record, end, state.is_draining());
             record.emit();
             done();
         })

@@ -9,6 +9,7 @@ use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpSocket, TcpStream};
 
 use crate::net::proxy_header::{PP2_SUBTYPE_AWS_VPCE_ID, PP2_TYPE_AWS};
+use crate::runtime::serve::StartError;
 
 /// One simulated balancer listener.
 #[derive(Debug, Clone)]
@@ -87,5 +88,36 @@ async fn relay(
         )?)
         .await?;
     tokio::io::copy_bidirectional(&mut client, &mut upstream).await?;
+    Ok(())
+}
+
+/// Runs `postern relay`: one balancer stand-in until SIGTERM or SIGINT.
+pub async fn relay_command(args: crate::cli::RelayArgs) -> Result<(), StartError> {
+    crate::config::endpoints::validate_endpoint_id(&args.endpoint_id)
+        .map_err(|e| StartError::Setup(e.to_string()))?;
+    let listener = TcpListener::bind(args.listen)
+        .await
+        .map_err(|source| StartError::Bind {
+            what: "the relay",
+            key: "--listen",
+            addr: args.listen,
+            source,
+        })?;
+    tracing::info!(
+        listen = %args.listen,
+        to = %args.to,
+        from = %args.from,
+        endpoint_id = %args.endpoint_id,
+        "Relay started"
+    );
+    let balancer = Balancer {
+        source_ip: args.from,
+        target: args.to,
+        endpoint_id: args.endpoint_id,
+    };
+    tokio::select! {
+        _ = serve(listener, balancer) => {}
+        _ = crate::runtime::serve::termination_signal() => {}
+    }
     Ok(())
 }

@@ -8,17 +8,12 @@ use super::volumes::PodVolumes;
 use super::{Document, Options};
 use crate::config::Config;
 
-/// Seconds the pod keeps serving after Kubernetes starts terminating it and
-/// before postern gets SIGTERM, so that Services and the load balancer stop
-/// sending new connections first. Load balancer deregistration is
-/// asynchronous, so an estimate, not a guarantee.
-const PRE_STOP_SLEEP_SECONDS: u64 = 10;
-/// Seconds of `terminationGracePeriodSeconds` beyond the pre-stop sleep and
-/// `limits.shutdown_grace_period`, so the kubelet's SIGKILL never cuts the
-/// drain short.
+/// Seconds of `terminationGracePeriodSeconds` beyond postern's own shutdown
+/// (`limits.shutdown_delay` plus `limits.shutdown_grace_period`), so the
+/// kubelet's SIGKILL never cuts the drain short.
 const TERMINATION_MARGIN_SECONDS: u64 = 5;
-/// Ports below this one need privileges unless the pod lowers the sysctl
-/// `net.ipv4.ip_unprivileged_port_start`, the Linux default.
+/// The Linux default of `net.ipv4.ip_unprivileged_port_start`: binding a
+/// lower port needs privileges unless the pod lowers the sysctl.
 const FIRST_UNPRIVILEGED_PORT: u16 = 1024;
 
 pub(super) fn deployment(
@@ -38,6 +33,7 @@ pub(super) fn deployment(
             ),
             "No `replicas`: the HorizontalPodAutoscaler below owns the count (at least".to_owned(),
             "2), and a fixed count here would undo its scaling on every apply.".to_owned(),
+            "Mounted files have mode 0440 (defaultMode 288), readable through fsGroup.".to_owned(),
         ],
         value: json!({
             "apiVersion": "apps/v1",
@@ -55,7 +51,7 @@ pub(super) fn deployment(
                         "automountServiceAccountToken": false,
                         "enableServiceLinks": false,
                         "terminationGracePeriodSeconds": grace,
-                        "securityContext": pod_security_context(gate),
+                        "securityContext": pod_security_context(Some(gate.port.min(gate.admin_port))),
                         "topologySpreadConstraints": [zone_spread(&labels)],
                         "containers": [container(gate, volumes, options)],
                         "volumes": volumes.volumes,
@@ -66,12 +62,14 @@ pub(super) fn deployment(
     }
 }
 
-/// The pre-stop sleep, plus the drain postern does after SIGTERM, plus a
-/// margin, rounded up to whole seconds.
+/// Adds a margin to the time postern takes to stop after SIGTERM, rounded
+/// up to whole seconds. No pre-stop hook is needed, because for
+/// `shutdown_delay` postern reports not ready while it still accepts, so
+/// Services and load balancers move traffic away first.
 pub(super) fn termination_grace_period_seconds(config: &Config) -> u64 {
-    let drain = config.limits.shutdown_grace_period;
-    let drain_seconds = drain.as_secs() + u64::from(drain.subsec_nanos() > 0);
-    PRE_STOP_SLEEP_SECONDS + drain_seconds + TERMINATION_MARGIN_SECONDS
+    let shutdown = config.limits.shutdown_delay + config.limits.shutdown_grace_period;
+    let shutdown_seconds = shutdown.as_secs() + u64::from(shutdown.subsec_nanos() > 0);
+    shutdown_seconds + TERMINATION_MARGIN_SECONDS
 }
 
 fn container(gate: &Gate<'_>, volumes: &PodVolumes, options: &Options) -> Value {
@@ -94,9 +92,6 @@ fn container(gate: &Gate<'_>, volumes: &PodVolumes, options: &Options) -> Value 
             "periodSeconds": 10,
             "failureThreshold": 3,
         },
-        "lifecycle": {
-            "preStop": { "sleep": { "seconds": PRE_STOP_SLEEP_SECONDS } },
-        },
         // Starting points, not measurements: size them for the real load
         // with a kustomize patch. The autoscaler's CPU target is a share of
         // the CPU request.
@@ -104,21 +99,28 @@ fn container(gate: &Gate<'_>, volumes: &PodVolumes, options: &Options) -> Value 
             "requests": { "cpu": "250m", "memory": "128Mi" },
             "limits": { "cpu": "2", "memory": "512Mi" },
         },
-        "securityContext": {
-            "allowPrivilegeEscalation": false,
-            "readOnlyRootFilesystem": true,
-            "runAsNonRoot": true,
-            "capabilities": { "drop": ["ALL"] },
-            "seccompProfile": { "type": "RuntimeDefault" },
-        },
+        "securityContext": container_security_context(),
         "volumeMounts": volumes.mounts,
     })
 }
 
-/// Runs as a fixed non-root user whose group owns the mounted files. A gate
-/// port below 1024 lowers the unprivileged port range for the pod's own
-/// network namespace, because the container has no capabilities.
-pub(super) fn pod_security_context(gate: &Gate<'_>) -> Value {
+/// Builds a container security context that allows no privilege gain, no
+/// capabilities and no writes to the image.
+pub(super) fn container_security_context() -> Value {
+    json!({
+        "allowPrivilegeEscalation": false,
+        "readOnlyRootFilesystem": true,
+        "runAsNonRoot": true,
+        "capabilities": { "drop": ["ALL"] },
+        "seccompProfile": { "type": "RuntimeDefault" },
+    })
+}
+
+/// Runs as a fixed non-root user whose group owns the mounted files. When
+/// `lowest_port` is below 1024, the pod's own network namespace lets
+/// unprivileged processes bind it, because the container has no
+/// capabilities.
+pub(super) fn pod_security_context(lowest_port: Option<u16>) -> Value {
     let mut context = json!({
         "runAsNonRoot": true,
         "runAsUser": RUN_AS_ID,
@@ -126,8 +128,7 @@ pub(super) fn pod_security_context(gate: &Gate<'_>) -> Value {
         "fsGroup": RUN_AS_ID,
         "seccompProfile": { "type": "RuntimeDefault" },
     });
-    let lowest = gate.port.min(gate.admin_port);
-    if lowest < FIRST_UNPRIVILEGED_PORT {
+    if let Some(lowest) = lowest_port.filter(|port| *port < FIRST_UNPRIVILEGED_PORT) {
         context["sysctls"] = json!([
             { "name": "net.ipv4.ip_unprivileged_port_start", "value": lowest.to_string() },
         ]);

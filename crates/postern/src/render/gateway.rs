@@ -14,7 +14,7 @@ use crate::config::{Config, GateConfig};
 pub(super) const PUBLIC_FILE_NAME: &str = "public-gateway.yaml";
 pub(super) const PRIVATE_FILE_NAME: &str = "private-gateway.yaml";
 
-/// A gate as Kubernetes sees it: the listener settings and the ports.
+/// A gate in Kubernetes terms: the listener settings and the ports.
 #[derive(Debug, Clone)]
 pub(super) struct Gate<'a> {
     pub component: Component,
@@ -28,7 +28,7 @@ pub(super) struct Gate<'a> {
 // === impl Gate ===
 
 impl Gate<'_> {
-    /// The value of `postern serve --gate`.
+    /// Returns the value of `postern serve --gate`.
     pub(super) fn flag(&self) -> &'static str {
         match self.component {
             Component::PrivateGateway => "private",
@@ -36,7 +36,7 @@ impl Gate<'_> {
         }
     }
 
-    /// The name of the gate's container port and Service port.
+    /// Returns the name of the gate's container port and Service port.
     pub(super) fn port_name(&self) -> &'static str {
         if self.config.tls.is_some() {
             "https"
@@ -45,27 +45,41 @@ impl Gate<'_> {
         }
     }
 
-    /// The port that clients and load balancers connect to.
+    /// Returns the Service port that clients and load balancers connect to.
     pub(super) fn service_port(&self) -> u16 {
         if self.config.tls.is_some() { 443 } else { 80 }
     }
 
-    /// True when the load balancer must prepend a PROXY protocol header,
-    /// because the vars file trusts PROXY headers from some source.
+    /// True when the load balancer must prepend a PROXY protocol header:
+    /// always on the private gate, which reads the VPC endpoint from it, and
+    /// on the public gate when the vars file trusts PROXY headers from some
+    /// source.
     pub(super) fn expects_proxy_protocol(&self) -> bool {
-        !self.config.proxy_sources.is_empty()
+        self.component == Component::PrivateGateway || !self.config.proxy_sources.is_empty()
     }
 }
 
-/// The gates that get their own Deployment: the public gate, and the
+/// Lists the gates that get their own Deployment: the public gate, and the
 /// private gate when it is enabled.
 pub(super) fn gates<'a>(
     config: &'a Config,
     warnings: &mut Vec<String>,
 ) -> Result<Vec<Gate<'a>>, String> {
     let admin_port = listen_port("gateways.admin.listen", config.admin, warnings)?;
-    let mut gates = vec![(Component::PublicGateway, "gateways.public.listen", &config.public)];
+    let mut gates = vec![(
+        Component::PublicGateway,
+        "gateways.public.listen",
+        &config.public,
+    )];
     if let Some(private) = &config.private {
+        if private.gate.proxy_sources.is_empty() {
+            warnings.push(
+                "gateways.private.proxy_protocol.trusted_sources is empty, so the private gate \
+                 closes every connection from its load balancer, which sends PROXY headers; \
+                 list the CIDR blocks of the balancer's subnets"
+                    .to_owned(),
+            );
+        }
         gates.push((
             Component::PrivateGateway,
             "gateways.private.listen",
@@ -115,7 +129,7 @@ pub(super) fn listen_port(
     Ok(listen.port())
 }
 
-/// The gate's file: Deployment, Service, PodDisruptionBudget and
+/// Builds the gate's file: Deployment, Service, PodDisruptionBudget and
 /// HorizontalPodAutoscaler.
 pub(super) fn manifest(
     gate: &Gate<'_>,
@@ -165,8 +179,12 @@ mod tests {
     fn listen_port_rejects_port_zero() {
         let mut warnings = Vec::new();
 
-        let error = listen_port("gateways.public.listen", "0.0.0.0:0".parse().unwrap(), &mut warnings)
-            .unwrap_err();
+        let error = listen_port(
+            "gateways.public.listen",
+            "0.0.0.0:0".parse().unwrap(),
+            &mut warnings,
+        )
+        .unwrap_err();
 
         assert!(error.contains("gateways.public.listen"), "{error}");
         assert!(error.contains("port 0"), "{error}");

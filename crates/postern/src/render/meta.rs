@@ -21,8 +21,8 @@ pub(super) const TLS_KEY_KEY: &str = "tls.key";
 /// any image. 65532 is the `nonroot` user of the distroless base images.
 pub(super) const RUN_AS_ID: u32 = 65532;
 
-/// The part of postern that an object belongs to, as its
-/// `app.kubernetes.io/component` label says.
+/// The part of postern that an object belongs to, named by its
+/// `app.kubernetes.io/component` label.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum Component {
     PublicGateway,
@@ -41,8 +41,8 @@ impl Component {
         }
     }
 
-    /// The name of the component's workload and of the objects that belong
-    /// to it alone.
+    /// Returns the name of the component's workload and of the objects that
+    /// belong to it alone.
     pub(super) fn object_name(self) -> &'static str {
         match self {
             Component::PublicGateway => "postern-public",
@@ -51,16 +51,16 @@ impl Component {
         }
     }
 
-    /// The `kubernetes.io/tls` Secret that holds a gate's certificate. The
-    /// operator creates it (for example with cert-manager); render only
-    /// refers to it.
+    /// Returns the name of the `kubernetes.io/tls` Secret that contains a
+    /// gate's certificate and key. The operator creates it, for example with
+    /// cert-manager, and render only refers to it.
     pub(super) fn tls_secret_name(self) -> String {
         format!("{}-tls", self.object_name())
     }
 }
 
-/// Labels of an object; `component` is `None` for objects that both gates
-/// share.
+/// Builds the labels of an object. `component` is `None` for objects that
+/// both gates share.
 pub(super) fn labels(component: Option<Component>) -> Value {
     match component {
         Some(component) => json!({
@@ -71,7 +71,7 @@ pub(super) fn labels(component: Option<Component>) -> Value {
     }
 }
 
-/// The `metadata` of a namespaced object.
+/// Builds the `metadata` of a namespaced object.
 pub(super) fn metadata(name: &str, component: Option<Component>, options: &Options) -> Value {
     json!({
         "name": name,

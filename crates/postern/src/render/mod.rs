@@ -5,19 +5,19 @@
 //! text into [`Manifest`]s of typed JSON values, and only [`render_to_dir`]
 //! reads and writes files. Each manifest becomes one YAML file, and a
 //! `Kustomization` file lists them all. It has no `.yaml` extension because
-//! `kubectl apply -f DIR` reads only `.json`, `.yaml` and `.yml` files and
-//! would reject a Kustomization as an unknown kind, while kustomize
+//! `kubectl apply -f DIR` reads only `.json`, `.yaml` and `.yml` files, and
+//! fails on a Kustomization with "no matches for kind", while kustomize
 //! recognizes the name `Kustomization` as well as `kustomization.yaml`.
 //!
 //! Layout:
-//! - [`meta`]: names, labels and object metadata.
-//! - [`volumes`]: where the vars, endpoints and TLS files appear in a pod.
-//! - [`config_maps`]: the vars and endpoints ConfigMaps.
-//! - [`gateway`]: one gate's Deployment, Service, PodDisruptionBudget and
-//!   HorizontalPodAutoscaler, built by [`deployment`], [`service`] and
-//!   [`scaling`].
-//! - [`network_policy`]: what may reach each gate and what it may reach.
-//! - [`reconcile`]: the CronJob that runs `postern reconcile`, and its RBAC.
+//! - `meta`: names, labels and object metadata.
+//! - `volumes`: where the vars, endpoints and TLS files appear in a pod.
+//! - `config_maps`: the vars and endpoints ConfigMaps.
+//! - `gateway`: one gate's Deployment, Service, PodDisruptionBudget and
+//!   HorizontalPodAutoscaler, built by `deployment`, `service` and
+//!   `scaling`.
+//! - `network_policy`: what may reach each gate and what it may reach.
+//! - `reconcile`: the CronJob that runs `postern reconcile`, and its RBAC.
 
 mod config_maps;
 mod deployment;
@@ -71,7 +71,7 @@ pub struct Manifest {
 /// One Kubernetes object, and the comment written above it.
 #[derive(Debug, Clone)]
 pub struct Document {
-    /// Lines written as `# ` comments before the object; empty for none.
+    /// Lines written as `# ` comments before the object, if any.
     pub comment: Vec<String>,
     pub value: Value,
 }
@@ -84,7 +84,8 @@ pub struct Rendered {
     pub warnings: Vec<String>,
 }
 
-/// What [`render_to_dir`] wrote.
+/// The output of [`render_to_dir`]: the files it wrote and the render's
+/// warnings.
 #[derive(Debug, Clone)]
 pub struct Written {
     /// Paths of the written files, the Kustomization file last.
@@ -145,7 +146,11 @@ pub fn render_to_dir(vars: &Path, out: &Path, options: &Options) -> Result<Writt
 
 /// Renders every manifest of a validated config. `vars_text` is the vars
 /// file exactly as read, which the vars ConfigMap carries verbatim.
-pub fn render(config: &Config, vars_text: &str, options: &Options) -> Result<Rendered, RenderError> {
+pub fn render(
+    config: &Config,
+    vars_text: &str,
+    options: &Options,
+) -> Result<Rendered, RenderError> {
     validate_options(options)?;
     let mut warnings = Vec::new();
 
@@ -200,8 +205,8 @@ fn comment_line(line: &str) -> String {
     }
 }
 
-/// The Kustomization that lists every rendered file, so an overlay can name
-/// the output folder as its base.
+/// Builds the Kustomization that lists every rendered file, so an overlay can
+/// name the output folder as its base.
 fn kustomization(manifests: &[Manifest]) -> Value {
     let resources: Vec<&str> = manifests.iter().map(|m| m.file_name).collect();
     json!({
@@ -231,16 +236,12 @@ fn validate_options(options: &Options) -> Result<(), RenderError> {
 /// Writes `outputs` into `out` and removes the files of an earlier render
 /// that this one did not write.
 fn write_files(out: &Path, outputs: &[(&str, String)]) -> Result<Vec<PathBuf>, RenderError> {
-    let write_error = |path: &Path| {
-        let path = path.to_owned();
-        move |source| RenderError::Write { path, source }
-    };
-    std::fs::create_dir_all(out).map_err(write_error(out))?;
+    std::fs::create_dir_all(out).map_err(|e| write_error(out, e))?;
 
     let mut files = Vec::new();
     for (name, text) in outputs {
         let path = out.join(name);
-        std::fs::write(&path, text).map_err(write_error(&path))?;
+        std::fs::write(&path, text).map_err(|e| write_error(&path, e))?;
         files.push(path);
     }
     for stale in FILE_NAMES {
@@ -251,11 +252,18 @@ fn write_files(out: &Path, outputs: &[(&str, String)]) -> Result<Vec<PathBuf>, R
         match std::fs::remove_file(&path) {
             Ok(()) => {}
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(e) => return Err(write_error(&path)(e)),
+            Err(e) => return Err(write_error(&path, e)),
         }
     }
     Ok(files)
 }
 
+fn write_error(path: &Path, source: std::io::Error) -> RenderError {
+    RenderError::Write {
+        path: path.to_owned(),
+        source,
+    }
+}
+
 #[cfg(test)]
-pub(crate) mod tests;
+mod tests;

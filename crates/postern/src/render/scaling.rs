@@ -6,8 +6,8 @@ use super::gateway::Gate;
 use super::meta;
 use super::{Document, Options};
 
-/// The fewest pods of a gate. A new Deployment starts with one pod, and the
-/// autoscaler raises it to this count even without metrics.
+/// The minimum number of pods of a gate. A new Deployment starts with one
+/// pod, and the autoscaler raises it to this count even without metrics.
 pub(super) const MIN_REPLICAS: u32 = 2;
 pub(super) const MAX_REPLICAS: u32 = 10;
 /// Mean CPU use, as a percentage of the CPU request, that the autoscaler

@@ -15,10 +15,10 @@ const ANNOTATION_PREFIX: &str = "service.beta.kubernetes.io/aws-load-balancer-";
 /// sets it. The controller cannot find such subnets, so it creates no
 /// balancer instead of one in subnets it discovered on its own.
 pub(super) const SUBNETS_PLACEHOLDER: &str = "REPLACE-WITH-SUBNET-IDS";
-/// The tag key that names the gate of a balancer; `postern reconcile` finds
-/// the private balancer by it and by [`CLUSTER_TAG`].
+/// The tag key that names the gate of a balancer, so that `postern
+/// reconcile` can find the private balancer by it and by [`CLUSTER_TAG`].
 pub(super) const GATEWAY_TAG: &str = "postern.io/gateway";
-/// The tag key that holds `cluster.hostname`.
+/// The tag key whose value is `cluster.hostname`.
 pub(super) const CLUSTER_TAG: &str = "postern.io/cluster";
 
 pub(super) fn service(gate: &Gate<'_>, config: &Config, options: &Options) -> Document {
@@ -51,11 +51,14 @@ pub(super) fn service(gate: &Gate<'_>, config: &Config, options: &Options) -> Do
 fn comment(gate: &Gate<'_>) -> Vec<String> {
     match gate.component {
         Component::PrivateGateway => vec![
-            "An internal network load balancer that prepends a PROXY protocol v2 header,".to_owned(),
+            "An internal network load balancer that prepends a PROXY protocol v2 header,"
+                .to_owned(),
             "from which the private gate reads the VPC endpoint of PrivateLink clients.".to_owned(),
             "Set the subnets annotation to the balancer's subnets, one per zone. Their".to_owned(),
-            "CIDR blocks must equal gateways.private.proxy_protocol.trusted_sources: the".to_owned(),
-            "gate closes every connection from a trusted source that lacks a PROXY header,".to_owned(),
+            "CIDR blocks must equal gateways.private.proxy_protocol.trusted_sources: the"
+                .to_owned(),
+            "gate closes every connection from a trusted source that lacks a PROXY header,"
+                .to_owned(),
             "and closes a PROXY header from any other source.".to_owned(),
         ],
         _ => vec!["An Internet-facing network load balancer.".to_owned()],
@@ -87,10 +90,13 @@ fn annotations(gate: &Gate<'_>, config: &Config) -> Map<String, Value> {
 
     if gate.expects_proxy_protocol() {
         // The balancer's health checks then arrive on the gate's port with
-        // a PROXY LOCAL header, and postern answers only /healthz on them,
-        // with 503 once it drains.
+        // a PROXY LOCAL header. postern serves only /healthz on such
+        // connections, and returns 503 once it drains.
         set("proxy-protocol", "*".to_owned());
-        set("healthcheck-protocol", health_check_protocol(gate).to_owned());
+        set(
+            "healthcheck-protocol",
+            health_check_protocol(gate).to_owned(),
+        );
         set("healthcheck-port", "traffic-port".to_owned());
         set("healthcheck-path", "/healthz".to_owned());
     } else {

@@ -1,11 +1,11 @@
-//! Where the files a vars file names appear inside a pod.
+//! The paths, inside a pod, of the files that a vars file names.
 //!
 //! The pod reads the vars file at `/etc/postern/vars.yaml`, so a relative
 //! path in it resolves against `/etc/postern`, and an absolute path stays as
 //! written. Each file comes from a ConfigMap or Secret key. Files are
 //! grouped by folder into projected volumes: one volume per top-most folder,
-//! with deeper files as item paths inside it, because Kubernetes cannot
-//! mount one read-only volume inside another.
+//! with deeper files as item paths inside it. So no volume is mounted inside
+//! another, which would need a mount point inside a read-only volume.
 
 use std::path::{Component as PathComponent, Path, PathBuf};
 
@@ -19,10 +19,26 @@ use crate::config::Config;
 
 /// The vars keys that name TLS files, and the Secret key of each.
 const TLS_FILES: [(Component, &str, &str); 4] = [
-    (Component::PublicGateway, "gateways.public.tls.cert", TLS_CERT_KEY),
-    (Component::PublicGateway, "gateways.public.tls.key", TLS_KEY_KEY),
-    (Component::PrivateGateway, "gateways.private.tls.cert", TLS_CERT_KEY),
-    (Component::PrivateGateway, "gateways.private.tls.key", TLS_KEY_KEY),
+    (
+        Component::PublicGateway,
+        "gateways.public.tls.cert",
+        TLS_CERT_KEY,
+    ),
+    (
+        Component::PublicGateway,
+        "gateways.public.tls.key",
+        TLS_KEY_KEY,
+    ),
+    (
+        Component::PrivateGateway,
+        "gateways.private.tls.cert",
+        TLS_CERT_KEY,
+    ),
+    (
+        Component::PrivateGateway,
+        "gateways.private.tls.key",
+        TLS_KEY_KEY,
+    ),
 ];
 const ENDPOINTS_SETTING: &str = "privatelink.endpoints_file";
 
@@ -66,12 +82,7 @@ pub(super) struct PodVolumes {
 /// own files.
 pub(super) fn gateway_files(config: &Config, vars_text: &str) -> Vec<PodFile> {
     let raw = RawPaths::parse(vars_text);
-    let mut files = vec![PodFile {
-        path: Path::new(CONFIG_DIR).join(VARS_KEY),
-        source: Source::ConfigMap(VARS_CONFIG_MAP.to_owned()),
-        key: VARS_KEY,
-        setting: "the vars file",
-    }];
+    let mut files = vec![vars_file()];
 
     // The private gate's TLS files are read whenever gateways.private names
     // them, even while the gate is disabled.
@@ -96,6 +107,16 @@ pub(super) fn gateway_files(config: &Config, vars_text: &str) -> Vec<PodFile> {
         });
     }
     files
+}
+
+/// Describes the vars file, which every pod reads.
+pub(super) fn vars_file() -> PodFile {
+    PodFile {
+        path: Path::new(CONFIG_DIR).join(VARS_KEY),
+        source: Source::ConfigMap(VARS_CONFIG_MAP.to_owned()),
+        key: VARS_KEY,
+        setting: "the vars file",
+    }
 }
 
 /// Resolves a path from the vars file as the pod will: against the vars
@@ -184,8 +205,8 @@ fn distinct(files: &[PodFile]) -> Result<Vec<PodFile>, String> {
     Ok(out)
 }
 
-/// The top-most folders that hold the files: a folder inside another one is
-/// covered by the outer folder's volume.
+/// Finds the top-most folders that contain the files. A folder inside
+/// another one is covered by the outer folder's volume.
 fn mount_roots(files: &[PodFile]) -> Vec<PathBuf> {
     let mut folders: Vec<PathBuf> = files
         .iter()
@@ -203,10 +224,11 @@ fn mount_roots(files: &[PodFile]) -> Vec<PathBuf> {
     roots
 }
 
-/// A volume name made of the mount path, such as `etc-postern`, unique
-/// among `taken`.
-fn volume_name(root: &Path, taken: &[String]) -> String {
-    let mut base: String = root
+/// Makes a volume name from the mount path, such as `etc-postern`, that is
+/// unique among the names already used.
+fn volume_name(root: &Path, used_names: &[String]) -> String {
+    // Every character becomes ASCII, so truncating cannot split one.
+    let sanitized: String = root
         .to_string_lossy()
         .chars()
         .map(|c| match c.to_ascii_lowercase() {
@@ -214,27 +236,33 @@ fn volume_name(root: &Path, taken: &[String]) -> String {
             _ => '-',
         })
         .collect();
-    base = base.trim_matches('-').to_owned();
-    base.truncate(50);
-    let base = base.trim_end_matches('-').to_owned();
-    let mut name = if base.is_empty() { "files".to_owned() } else { base };
-    let stem = name.clone();
-    let mut n = 2;
-    while taken.contains(&name) {
-        name = format!("{stem}-{n}");
-        n += 1;
+    let mut stem = sanitized.trim_matches('-').to_owned();
+    stem.truncate(50);
+    let stem = match stem.trim_end_matches('-') {
+        "" => "files",
+        trimmed => trimmed,
+    };
+
+    let mut name = stem.to_owned();
+    let mut suffix = 2;
+    while used_names.contains(&name) {
+        name = format!("{stem}-{suffix}");
+        suffix += 1;
     }
     name
 }
 
-/// One projected source per ConfigMap or Secret, in order of first use,
-/// each listing its keys and their paths under `root`.
+/// Builds one projected source per ConfigMap or Secret, in order of first
+/// use, each listing its keys and their paths under `root`.
 fn projected_sources(root: &Path, files: &[&PodFile]) -> Vec<Value> {
     let mut groups: Vec<(&Source, Vec<Value>)> = Vec::new();
     for file in files {
         let relative = file.path.strip_prefix(root).unwrap_or(&file.path);
         let item = json!({ "key": file.key, "path": relative.display().to_string() });
-        match groups.iter_mut().find(|(source, _)| **source == file.source) {
+        match groups
+            .iter_mut()
+            .find(|(source, _)| **source == file.source)
+        {
             Some((_, items)) => items.push(item),
             None => groups.push((&file.source, vec![item])),
         }
@@ -256,13 +284,14 @@ struct RawPaths(Value);
 // === impl RawPaths ===
 
 impl RawPaths {
-    /// Parses vars text that has already been validated; text that does not
-    /// parse yields no paths.
+    /// Parses vars text that has already been validated, so it parses. Text
+    /// that does not parse yields no paths.
     fn parse(vars_text: &str) -> RawPaths {
         RawPaths(serde_saphyr::from_str(vars_text).unwrap_or(Value::Null))
     }
 
-    /// The string at a dotted key path such as `gateways.public.tls.cert`.
+    /// Looks up the string at a dotted key path such as
+    /// `gateways.public.tls.cert`.
     fn string(&self, setting: &str) -> Option<String> {
         let pointer = format!("/{}", setting.replace('.', "/"));
         self.0.pointer(&pointer)?.as_str().map(str::to_owned)
@@ -284,9 +313,18 @@ mod tests {
 
     #[test]
     fn pod_path_resolves_relative_paths() {
-        assert_eq!(pod_path("endpoints.yaml"), Path::new("/etc/postern/endpoints.yaml"));
-        assert_eq!(pod_path("./tls/cert.pem"), Path::new("/etc/postern/tls/cert.pem"));
-        assert_eq!(pod_path("../certs/cert.pem"), Path::new("/etc/certs/cert.pem"));
+        assert_eq!(
+            pod_path("endpoints.yaml"),
+            Path::new("/etc/postern/endpoints.yaml")
+        );
+        assert_eq!(
+            pod_path("./tls/cert.pem"),
+            Path::new("/etc/postern/tls/cert.pem")
+        );
+        assert_eq!(
+            pod_path("../certs/cert.pem"),
+            Path::new("/etc/certs/cert.pem")
+        );
     }
 
     #[test]
@@ -301,10 +339,26 @@ mod tests {
     #[test]
     fn nested_folders_share_one_volume() {
         let files = [
-            file("/etc/postern/vars.yaml", Source::ConfigMap("vars".into()), "vars.yaml"),
-            file("/etc/postern/tls/public/tls.crt", Source::Secret("tls".into()), "tls.crt"),
-            file("/etc/postern/tls/public/tls.key", Source::Secret("tls".into()), "tls.key"),
-            file("/var/lib/postern/endpoints.yaml", Source::ConfigMap("ep".into()), "e.yaml"),
+            file(
+                "/etc/postern/vars.yaml",
+                Source::ConfigMap("vars".into()),
+                "vars.yaml",
+            ),
+            file(
+                "/etc/postern/tls/public/tls.crt",
+                Source::Secret("tls".into()),
+                "tls.crt",
+            ),
+            file(
+                "/etc/postern/tls/public/tls.key",
+                Source::Secret("tls".into()),
+                "tls.key",
+            ),
+            file(
+                "/var/lib/postern/endpoints.yaml",
+                Source::ConfigMap("ep".into()),
+                "e.yaml",
+            ),
         ];
 
         let volumes = PodVolumes::new(&files).unwrap();
@@ -317,7 +371,10 @@ mod tests {
         let sources = &volumes.volumes[0]["projected"]["sources"];
         assert_eq!(sources[0]["configMap"]["items"][0]["path"], "vars.yaml");
         assert_eq!(sources[1]["secret"]["name"], "tls");
-        assert_eq!(sources[1]["secret"]["items"][0]["path"], "tls/public/tls.crt");
+        assert_eq!(
+            sources[1]["secret"]["items"][0]["path"],
+            "tls/public/tls.crt"
+        );
         assert_eq!(sources[1]["secret"]["items"][1]["key"], "tls.key");
         assert_eq!(volumes.volumes[0]["projected"]["defaultMode"], 0o440);
     }
@@ -325,8 +382,16 @@ mod tests {
     #[test]
     fn same_path_from_two_sources_is_rejected() {
         let files = [
-            file("/etc/postern/tls/tls.crt", Source::Secret("a".into()), "tls.crt"),
-            file("/etc/postern/tls/tls.crt", Source::Secret("b".into()), "tls.crt"),
+            file(
+                "/etc/postern/tls/tls.crt",
+                Source::Secret("a".into()),
+                "tls.crt",
+            ),
+            file(
+                "/etc/postern/tls/tls.crt",
+                Source::Secret("b".into()),
+                "tls.crt",
+            ),
         ];
 
         let error = PodVolumes::new(&files).unwrap_err();
@@ -337,8 +402,16 @@ mod tests {
     #[test]
     fn same_file_twice_is_one_item() {
         let files = [
-            file("/etc/postern/vars.yaml", Source::ConfigMap("v".into()), "vars.yaml"),
-            file("/etc/postern/vars.yaml", Source::ConfigMap("v".into()), "vars.yaml"),
+            file(
+                "/etc/postern/vars.yaml",
+                Source::ConfigMap("v".into()),
+                "vars.yaml",
+            ),
+            file(
+                "/etc/postern/vars.yaml",
+                Source::ConfigMap("v".into()),
+                "vars.yaml",
+            ),
         ];
 
         let volumes = PodVolumes::new(&files).unwrap();
@@ -359,9 +432,15 @@ mod tests {
 
     #[test]
     fn volume_names_are_unique_labels() {
-        let taken = vec!["etc-postern".to_owned()];
+        let used_names = vec!["etc-postern".to_owned()];
 
-        assert_eq!(volume_name(Path::new("/etc/postern"), &taken), "etc-postern-2");
-        assert_eq!(volume_name(Path::new("/Data/TLS_files"), &[]), "data-tls-files");
+        assert_eq!(
+            volume_name(Path::new("/etc/postern"), &used_names),
+            "etc-postern-2"
+        );
+        assert_eq!(
+            volume_name(Path::new("/Data/TLS_files"), &[]),
+            "data-tls-files"
+        );
     }
 }

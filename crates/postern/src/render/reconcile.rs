@@ -1,0 +1,149 @@
+//! `reconcile-cronjob.yaml`: the CronJob that runs `postern reconcile`, its
+//! ServiceAccount, and the Role that lets it rewrite the endpoints
+//! ConfigMap.
+
+use serde_json::{Value, json};
+
+use super::deployment::{container_security_context, pod_security_context};
+use super::meta::{self, CONFIG_DIR, Component, ENDPOINTS_CONFIG_MAP, VARS_KEY};
+use super::volumes::{PodVolumes, vars_file};
+use super::{Document, Manifest, Options};
+use crate::config::Config;
+
+pub(super) const FILE_NAME: &str = "reconcile-cronjob.yaml";
+/// Every 5 minutes.
+pub(super) const SCHEDULE: &str = "*/5 * * * *";
+/// Seconds after which a run is stopped, shorter than the schedule's
+/// interval, so that a hung call does not hold up the next run.
+const ACTIVE_DEADLINE_SECONDS: u64 = 240;
+
+const COMPONENT: Component = Component::Reconcile;
+
+pub(super) fn manifest(config: &Config, options: &Options) -> Manifest {
+    Manifest {
+        file_name: FILE_NAME,
+        documents: vec![
+            service_account(options),
+            role(options),
+            role_binding(options),
+            cron_job(config, options),
+        ],
+    }
+}
+
+fn service_account(options: &Options) -> Document {
+    Document {
+        comment: vec![
+            "Give this account AWS credentials for the EC2 and Elastic Load Balancing".to_owned(),
+            "APIs: an eks.amazonaws.com/role-arn annotation (IAM roles for service".to_owned(),
+            "accounts) or an EKS Pod Identity association.".to_owned(),
+        ],
+        value: json!({
+            "apiVersion": "v1",
+            "kind": "ServiceAccount",
+            "metadata": meta::metadata(COMPONENT.object_name(), Some(COMPONENT), options),
+        }),
+    }
+}
+
+/// Reads and rewrites the endpoints ConfigMap, and nothing else. `create`
+/// cannot be limited to one name, and render creates the ConfigMap.
+fn role(options: &Options) -> Document {
+    Document {
+        comment: Vec::new(),
+        value: json!({
+            "apiVersion": "rbac.authorization.k8s.io/v1",
+            "kind": "Role",
+            "metadata": meta::metadata(COMPONENT.object_name(), Some(COMPONENT), options),
+            "rules": [{
+                "apiGroups": [""],
+                "resources": ["configmaps"],
+                "resourceNames": [ENDPOINTS_CONFIG_MAP],
+                "verbs": ["get", "update", "patch"],
+            }],
+        }),
+    }
+}
+
+fn role_binding(options: &Options) -> Document {
+    Document {
+        comment: Vec::new(),
+        value: json!({
+            "apiVersion": "rbac.authorization.k8s.io/v1",
+            "kind": "RoleBinding",
+            "metadata": meta::metadata(COMPONENT.object_name(), Some(COMPONENT), options),
+            "roleRef": {
+                "apiGroup": "rbac.authorization.k8s.io",
+                "kind": "Role",
+                "name": COMPONENT.object_name(),
+            },
+            "subjects": [{
+                "kind": "ServiceAccount",
+                "name": COMPONENT.object_name(),
+                "namespace": options.namespace,
+            }],
+        }),
+    }
+}
+
+/// NOTE: the job relies on `postern reconcile` writing the endpoints file
+/// into the ConfigMap through the Kubernetes API, and validating the vars
+/// file without reading TLS files, which this pod does not mount.
+fn cron_job(config: &Config, options: &Options) -> Document {
+    let labels = meta::labels(Some(COMPONENT));
+    let hostname = &config.cluster.hostname;
+    Document {
+        comment: vec![
+            "Runs `postern reconcile` every 5 minutes, one run at a time. It brings".to_owned(),
+            format!("the PrivateLink endpoint service of {hostname} in line"),
+            format!("with the vars file and writes the endpoints into the {ENDPOINTS_CONFIG_MAP}"),
+            "ConfigMap. The pod mounts the vars file only, and no TLS files.".to_owned(),
+        ],
+        value: json!({
+            "apiVersion": "batch/v1",
+            "kind": "CronJob",
+            "metadata": meta::metadata(COMPONENT.object_name(), Some(COMPONENT), options),
+            "spec": {
+                "schedule": SCHEDULE,
+                "concurrencyPolicy": "Forbid",
+                "successfulJobsHistoryLimit": 1,
+                "failedJobsHistoryLimit": 3,
+                "jobTemplate": {
+                    "metadata": { "labels": labels },
+                    "spec": {
+                        "backoffLimit": 1,
+                        "activeDeadlineSeconds": ACTIVE_DEADLINE_SECONDS,
+                        "template": {
+                            "metadata": { "labels": labels },
+                            "spec": pod_spec(options),
+                        },
+                    },
+                },
+            },
+        }),
+    }
+}
+
+fn pod_spec(options: &Options) -> Value {
+    let volumes = PodVolumes::new(&[vars_file()])
+        .expect("one file in /etc/postern collides with nothing and hides no image folder");
+    json!({
+        "serviceAccountName": COMPONENT.object_name(),
+        "restartPolicy": "Never",
+        "enableServiceLinks": false,
+        "securityContext": pod_security_context(None),
+        "containers": [{
+            "name": "postern",
+            "image": options.image,
+            "imagePullPolicy": "IfNotPresent",
+            "args": ["reconcile", "--config", format!("{CONFIG_DIR}/{VARS_KEY}")],
+            "resources": {
+                "requests": { "cpu": "50m", "memory": "64Mi" },
+                "limits": { "memory": "256Mi" },
+            },
+            "securityContext": container_security_context(),
+            "volumeMounts": volumes.mounts,
+        }],
+        "volumes": volumes.volumes,
+    })
+}
