@@ -3,9 +3,10 @@
 # unit and integration tests (the real binary on loopback sockets), and the
 # end-to-end tests with a real LiteLLM proxy and the official openai client.
 #
-# It installs what the tests need: the Python packages of tests/e2e go into
-# a venv under target/ (tests/e2e/run.sh). Nothing else is needed beyond a
-# Rust toolchain and Python 3.11.
+# It installs what the tests need: the Python packages of tests/e2e and
+# tests/k8s go into venvs under target/ (tests/e2e/run.sh,
+# tests/k8s/validate.sh). Nothing else is needed beyond a Rust toolchain and
+# Python 3.11.
 #
 # Environment:
 #   SKIP_E2E=1   skip the LiteLLM tests (they download about 760 MB once)
@@ -24,6 +25,10 @@ cargo clippy --workspace --all-targets --locked -- -D warnings
 
 step "cargo test (unit and integration tests)"
 cargo test --workspace --locked
+
+step "Kubernetes manifests: postern render checked against the API schemas"
+cargo build --locked --bin postern
+POSTERN_BIN="$repo/target/debug/postern" tests/k8s/validate.sh
 
 if [ "${SKIP_E2E:-0}" = 1 ]; then
     step "end-to-end tests skipped (SKIP_E2E=1)"

@@ -111,43 +111,37 @@ impl<S> FramingWatch<S> {
     /// Collects a request head and decides how its body is framed. Returns
     /// how many bytes of `bytes` belong to the head.
     fn observe_head(&mut self, bytes: &[u8]) -> usize {
-        // Stop at the end of the head, so body bytes are not parsed as headers.
+        // A head usually arrives in one read: parse it in place, and copy
+        // bytes aside only when it is split across reads.
         let before = self.pending.len();
-        self.pending.extend_from_slice(bytes);
-        let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
-        let mut request = httparse::Request::new(&mut headers);
-        let head_len = match request.parse(&self.pending) {
-            Ok(httparse::Status::Complete(len)) => len,
+        let parsed = if before == 0 {
+            parse_head(bytes)
+        } else {
+            self.pending.extend_from_slice(bytes);
+            parse_head(&self.pending)
+        };
+        let (head_len, framing) = match parsed {
+            Head::Complete(len, framing) => (len, framing),
             // hyper rejects a head longer than `max_head_bytes` itself, so
             // the watch gives up only well past that point.
-            Ok(httparse::Status::Partial) if self.pending.len() <= 2 * self.max_head_bytes => {
+            Head::Partial if before + bytes.len() <= 2 * self.max_head_bytes => {
+                if before == 0 {
+                    self.pending.extend_from_slice(bytes);
+                }
                 return bytes.len();
             }
             // HTTP/2's preface, or bytes that are not HTTP/1.1: an accepted
             // upgrade (a WebSocket's frames) or a request hyper rejects.
-            _ => {
+            Head::Partial | Head::Invalid => {
                 self.stop();
                 return bytes.len();
             }
         };
 
-        let mut content_length = None;
-        let mut chunked = false;
-        for header in request.headers.iter() {
-            if header.name.eq_ignore_ascii_case("content-length") {
-                content_length = std::str::from_utf8(header.value)
-                    .ok()
-                    .and_then(|v| v.trim().parse::<u64>().ok())
-                    .or(Some(u64::MAX));
-            } else if header.name.eq_ignore_ascii_case("transfer-encoding") {
-                chunked = true;
-            }
-        }
-
-        let used = head_len - before;
-        self.pending.clear();
+        // Free the copy: an idle keep-alive connection keeps nothing.
+        self.pending = Vec::new();
         self.heads += 1;
-        self.state = match (chunked, content_length) {
+        self.state = match framing {
             (true, Some(_)) => {
                 self.ambiguous.store(self.heads, Ordering::SeqCst);
                 State::Off
@@ -157,7 +151,7 @@ impl<S> FramingWatch<S> {
             (false, Some(u64::MAX)) => State::Off,
             (false, Some(n)) => State::Body(n),
         };
-        used
+        head_len - before
     }
 
     /// Collects one CRLF-terminated line and hands it to `on_line`. Returns
@@ -195,6 +189,37 @@ impl<S> FramingWatch<S> {
         self.state = State::Off;
         self.pending = Vec::new();
     }
+}
+
+/// A request head parse: its length and framing (chunked, Content-Length,
+/// with `u64::MAX` for an unreadable length), or why there is none yet.
+enum Head {
+    Complete(usize, (bool, Option<u64>)),
+    Partial,
+    Invalid,
+}
+
+fn parse_head(buf: &[u8]) -> Head {
+    let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    let mut request = httparse::Request::new(&mut headers);
+    let len = match request.parse(buf) {
+        Ok(httparse::Status::Complete(len)) => len,
+        Ok(httparse::Status::Partial) => return Head::Partial,
+        Err(_) => return Head::Invalid,
+    };
+    let mut content_length = None;
+    let mut chunked = false;
+    for header in request.headers.iter() {
+        if header.name.eq_ignore_ascii_case("content-length") {
+            content_length = std::str::from_utf8(header.value)
+                .ok()
+                .and_then(|v| v.trim().parse::<u64>().ok())
+                .or(Some(u64::MAX));
+        } else if header.name.eq_ignore_ascii_case("transfer-encoding") {
+            chunked = true;
+        }
+    }
+    Head::Complete(len, (chunked, content_length))
 }
 
 /// Reads the size at the start of a chunk-size line. Written here rather

@@ -37,6 +37,11 @@ impl<S: AsyncRead + Unpin> AsyncRead for PrefixedIo<S> {
             let n = self.prefix.len().min(buf.remaining());
             buf.put_slice(&self.prefix[..n]);
             self.prefix.advance(n);
+            if self.prefix.is_empty() {
+                // Free the buffer: an idle keep-alive connection would
+                // otherwise hold its capacity for as long as it lives.
+                self.prefix = BytesMut::new();
+            }
             return Poll::Ready(Ok(()));
         }
         Pin::new(&mut self.inner).poll_read(cx, buf)

@@ -1,17 +1,14 @@
 //! The access log: one JSON line per request, the same schema on both gates.
 
-use std::io::Write;
 use std::net::SocketAddr;
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use serde::Serialize;
-use tracing_appender::non_blocking::{NonBlocking, NonBlockingBuilder, WorkerGuard};
 
+use super::batch::{self, FlushGuard};
 use super::metrics::RequestMetrics;
 use crate::policy::admission::{Gate, canonical};
-
-static WRITER: OnceLock<NonBlocking> = OnceLock::new();
 
 /// One request as the access log records it. Never holds a credential.
 #[derive(Clone, Serialize)]
@@ -68,15 +65,10 @@ pub fn millis(d: Duration) -> f64 {
     (d.as_secs_f64() * 1_000_000.0).round() / 1000.0
 }
 
-/// Starts the access log writer on stdout. Keep the guard alive until exit
-/// so buffered lines are flushed.
-pub fn init() -> WorkerGuard {
-    let (writer, guard) = NonBlockingBuilder::default()
-        .lossy(false)
-        .thread_name("postern-access-log")
-        .finish(std::io::stdout());
-    let _ = WRITER.set(writer);
-    guard
+/// Starts the access log writer on stdout. Keep the guard alive until exit:
+/// dropping it writes the lines still buffered.
+pub fn init() -> FlushGuard {
+    batch::init()
 }
 
 // === impl AccessRecord ===
@@ -86,18 +78,12 @@ impl AccessRecord {
     pub fn emit(&self) {
         super::metrics::record_request(self);
 
-        let Some(writer) = WRITER.get() else {
-            return;
-        };
-        let mut line = match serde_json::to_vec(self) {
-            Ok(line) => line,
-            Err(e) => {
+        batch::append(|buf| {
+            if let Err(e) = serde_json::to_writer(&mut *buf, self) {
                 tracing::warn!(error = %e, "Access log record could not be encoded");
                 return;
             }
-        };
-        line.push(b'\n');
-        // A clone shares the writer's channel; each line is one message.
-        let _ = writer.clone().write_all(&line);
+            buf.push(b'\n');
+        });
     }
 }

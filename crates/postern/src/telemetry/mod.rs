@@ -4,6 +4,7 @@
 //! line per request on stdout, written off the request path.
 
 pub mod access;
+mod batch;
 pub mod metrics;
 
 use tracing_subscriber::EnvFilter;
