@@ -332,16 +332,18 @@ cpu_ms_of() {
     echo $((ticks * 1000 / $(getconf CLK_TCK)))
 }
 
-# Print two numbers in milliseconds, summed over all CPUs: the CPU time that
-# processes used (user, nice, system) or the hypervisor took (steal) since boot,
-# and the total CPU time. Interrupt time is left out, because the loopback
-# traffic of the benchmark itself runs in softirq context.
+# Print two numbers in milliseconds, summed over all CPUs: the busy (not idle)
+# CPU time of the whole machine since boot, and the total CPU time.
+# Interrupt time counts as busy because the kernel's tick-based CPU accounting
+# also charges it to the process that was running, so the per-process times
+# include it. NOTE: with CONFIG_IRQ_TIME_ACCOUNTING the kernel does not charge
+# it to processes, and the share of other processes comes out too high.
 system_cpu_ms() {
     local label user nice system idle iowait irq softirq steal rest
     read -r label user nice system idle iowait irq softirq steal rest </proc/stat
-    local used=$((user + nice + system + steal))
+    local busy=$((user + nice + system + irq + softirq + steal))
     local ms_per_tick=$((1000 / $(getconf CLK_TCK)))
-    echo $((used * ms_per_tick)) $(((used + idle + iowait + irq + softirq) * ms_per_tick))
+    echo $((busy * ms_per_tick)) $(((busy + idle + iowait) * ms_per_tick))
 }
 
 # Print the CPU time in milliseconds of this shell's children that have
