@@ -1,15 +1,14 @@
 //! `postern render` on the example vars files: which files it writes, what
 //! the pods mount, and how it handles a second render and a broken file.
 
-use std::io::Read;
+mod support;
+
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Output;
+
+use support::{postern, text};
 
 use serde_json::{Value, json};
-
-/// How long one command may run before the test kills it and fails.
-const COMMAND_TIMEOUT: Duration = Duration::from_secs(10);
 
 const ALL_FILES: [&str; 5] = [
     "configmap.yaml",
@@ -19,53 +18,10 @@ const ALL_FILES: [&str; 5] = [
     "reconcile-cronjob.yaml",
 ];
 
-/// Runs postern with `args` and returns its exit status and output.
-fn postern(args: &[&str]) -> Output {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_postern"))
-        .args(args)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("running postern");
-    // Read both pipes on threads, so a full pipe cannot stall the process.
-    let read_all = |mut pipe: Box<dyn Read + Send>| {
-        std::thread::spawn(move || {
-            let mut bytes = Vec::new();
-            let _ = pipe.read_to_end(&mut bytes);
-            bytes
-        })
-    };
-    let stdout = read_all(Box::new(child.stdout.take().unwrap()));
-    let stderr = read_all(Box::new(child.stderr.take().unwrap()));
-
-    let started = Instant::now();
-    let status = loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            break status;
-        }
-        if started.elapsed() > COMMAND_TIMEOUT {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("postern {args:?} did not exit within {COMMAND_TIMEOUT:?}");
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    };
-    Output {
-        status,
-        stdout: stdout.join().unwrap(),
-        stderr: stderr.join().unwrap(),
-    }
-}
-
 fn fixture(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("../../tests/fixtures")
         .join(name)
-}
-
-fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
 }
 
 fn render(vars: &Path, out: &Path) -> Output {

@@ -14,6 +14,7 @@
 #![allow(dead_code, unused_imports)]
 
 pub mod client;
+pub mod command;
 pub mod gateway;
 pub mod proxy_protocol;
 pub mod upstream;
@@ -23,6 +24,7 @@ use std::net::{IpAddr, Ipv4Addr};
 use std::time::Duration;
 
 pub use client::*;
+pub use command::*;
 pub use gateway::*;
 pub use proxy_protocol::*;
 pub use upstream::*;
