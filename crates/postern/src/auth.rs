@@ -24,11 +24,11 @@ pub struct MachineTokens {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Identity {
     pub name: Arc<str>,
-    /// How the identity was proven, for the access log.
+    /// Proof method of the identity, for the access log.
     pub method: &'static str,
 }
 
-/// Why a request is not authenticated.
+/// Reason a request is not authenticated.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum AuthError {
     /// No gateway credential was sent.
@@ -105,7 +105,7 @@ pub fn authenticate(
     Ok(identity(name))
 }
 
-/// The token of a single `Bearer` header, if that is what it holds.
+/// Returns the token of a single `Bearer` header, if that is what it contains.
 fn bearer<'a>(headers: &'a HeaderMap, name: &HeaderName) -> Option<&'a str> {
     let mut values = headers.get_all(name).iter();
     let value = values.next()?;

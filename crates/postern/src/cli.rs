@@ -87,7 +87,7 @@ pub enum Command {
 /// gate's PrivateLink path on one machine.
 #[derive(Debug, clap::Args)]
 pub struct RelayArgs {
-    /// Where clients connect, such as 127.0.0.1:18085.
+    /// Address that clients connect to, such as 127.0.0.1:18085.
     #[arg(long, value_name = "ADDR")]
     pub listen: std::net::SocketAddr,
     /// The private gate, such as 127.0.0.1:18081.

@@ -1,7 +1,7 @@
 //! postern: an ingress gateway with two gates.
 //!
 //! The public gate authenticates every request before it reaches an app. The
-//! private gate asks for no credential and instead admits connections by
+//! private gate requires no credential and instead admits connections by
 //! network identity: same-VPC workloads, and AWS PrivateLink endpoints named in
 //! a PROXY protocol v2 header.
 //!

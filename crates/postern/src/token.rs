@@ -6,7 +6,7 @@ use sha2::{Digest, Sha256};
 /// leaked ones.
 pub const TOKEN_PREFIX: &str = "pst_";
 
-/// A new token: the prefix and 32 random bytes in lowercase hex (256 bits
+/// Generates a new token: the prefix and 32 random bytes in lowercase hex (256 bits
 /// from the operating system's generator).
 pub fn generate() -> String {
     let bytes: [u8; 32] = rand::random();
@@ -17,7 +17,7 @@ pub fn sha256_hex(token: &str) -> String {
     hex::encode(Sha256::digest(token.as_bytes()))
 }
 
-/// The text `postern token new NAME` prints.
+/// Formats the text that `postern token new NAME` prints.
 pub fn new_entry(name: &str) -> Result<String, String> {
     let valid = !name.is_empty()
         && name.len() <= 128

@@ -159,7 +159,7 @@ async fn unknown_host_404_json() {
     ];
     let credential = format!("Bearer {TOKEN}");
     for (case, gate, source, host) in cases {
-        // The public gate wants a credential before it answers for a host.
+        // The public gate requires a credential before it looks up a host.
         let headers: &[(&str, &str)] = if gate == gateway.public {
             &[("proxy-authorization", &credential)]
         } else {

@@ -110,7 +110,7 @@ impl<'a> Mapping<'a> {
         &self.path
     }
 
-    /// The node under `key` and its key path, if the key is present.
+    /// Returns the node under `key` and its key path, if the key is present.
     pub fn get(&self, key: &str) -> Option<(KeyPath, &'a Node)> {
         self.entries
             .iter()

@@ -231,13 +231,13 @@ fn parse_account(text: &str) -> Result<String, String> {
     }
 }
 
-/// Why an endpoint id is not of the form `vpce-` and 8 to 17 hex digits.
+/// Error for an endpoint id that is not `vpce-` and 8 to 17 hex digits.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("invalid VPC endpoint id {0:?}; expected vpce- followed by 8 to 17 lowercase hex digits")]
 pub struct InvalidEndpointId(pub String);
 
 /// Checks a VPC endpoint id as EC2 writes it: `vpce-` and 8 or 17 lowercase
-/// hex digits (both lengths are in use; anything from 8 to 17 is accepted).
+/// hex digits. Both lengths are in use, so anything from 8 to 17 is accepted.
 pub fn validate_endpoint_id(id: &str) -> Result<(), InvalidEndpointId> {
     let hex = id.strip_prefix("vpce-").unwrap_or_default();
     let ok = (8..=17).contains(&hex.len())

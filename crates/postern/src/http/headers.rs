@@ -162,8 +162,8 @@ pub struct Origin<'a> {
 }
 
 /// Sets X-Forwarded-For, -Proto and -Host. From an untrusted client, any
-/// forwarding headers it sent are dropped first; from a trusted one, the
-/// client address is appended to its X-Forwarded-For and its -Proto and
+/// forwarding headers it sent are dropped first. From a trusted one, the
+/// client address is appended to its X-Forwarded-For, and its -Proto and
 /// -Host are kept.
 pub fn set_forwarded(headers: &mut HeaderMap, origin: &Origin<'_>) {
     let client = canonical(origin.client.ip()).to_string();

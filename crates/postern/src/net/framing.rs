@@ -9,7 +9,7 @@
 //! by, and raises a flag that the request pipeline checks.
 //!
 //! The watch follows message boundaries (Content-Length and chunked bodies)
-//! across keep-alive requests. A request that asks for an upgrade is treated
+//! across keep-alive requests. A request that requests an upgrade is treated
 //! like any other, because the upgrade may be refused and the connection go
 //! on as HTTP/1.1. Bytes that do not parse as a request head (HTTP/2, the
 //! frames after an accepted upgrade) end the watch for that connection, and
@@ -289,7 +289,7 @@ mod tests {
     }
 
     #[test]
-    fn body_that_looks_like_a_head_is_not_parsed() {
+    fn head_like_body_not_parsed() {
         let body = b"GET / HTTP/1.1\r\nContent-Length: 1\r\nTransfer-Encoding: chunked\r\n\r\n";
         let head = format!(
             "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: {}\r\n\r\n",

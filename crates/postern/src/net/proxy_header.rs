@@ -76,7 +76,7 @@ pub enum Sniffed {
 // === impl HeaderFault ===
 
 impl HeaderFault {
-    /// The refusal this fault means, or `None` for a client that simply
+    /// Returns the refusal this fault means, or `None` for a client that simply
     /// sent nothing after a valid header.
     pub fn refusal(&self) -> Option<Refusal> {
         let refusal = match self {

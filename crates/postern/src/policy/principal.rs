@@ -21,7 +21,7 @@ impl Principal {
         &self.arn
     }
 
-    /// The 12-digit account that owns the principal, and so the account whose
+    /// Returns the 12-digit account that owns the principal, and so the account whose
     /// endpoints are admitted.
     pub fn account(&self) -> &str {
         &self.account

@@ -34,7 +34,7 @@ pub(super) async fn forward(
         .then(|| parts.extensions.remove::<hyper::upgrade::OnUpgrade>())
         .flatten();
 
-    let request = match upstream_request(conn, route, &mut parts, body, exchange) {
+    let request = match upstream_request(conn, route, &mut parts, body, exchange, websocket) {
         Ok(request) => request,
         Err(response) => return *response,
     };
@@ -99,6 +99,7 @@ fn upstream_request(
     parts: &mut http::request::Parts,
     body: Incoming,
     exchange: &Exchange,
+    websocket: bool,
 ) -> Result<Request<Body>, Box<Response<Body>>> {
     let host = exchange.record.host.clone().unwrap_or_default();
     let path = parts
@@ -116,7 +117,6 @@ fn upstream_request(
             )
         })?;
 
-    let websocket = headers::is_websocket_upgrade(&parts.headers);
     let mut h = std::mem::take(&mut parts.headers);
     headers::strip_hop_by_hop(&mut h);
     headers::strip_identity_headers(&mut h);
@@ -181,7 +181,7 @@ fn shape_response(response: Response<Incoming>) -> Response<Body> {
     let (mut parts, body) = response.into_parts();
     headers::strip_hop_by_hop(&mut parts.headers);
     // The client's protocol is the gateway's own, whatever the upstream
-    // spoke (hyper would otherwise answer an HTTP/1.1 client in HTTP/1.0).
+    // spoke (hyper would otherwise respond to an HTTP/1.1 client in HTTP/1.0).
     parts.version = http::Version::HTTP_11;
     Response::from_parts(parts, body.map_err(BoxError::from).boxed())
 }

@@ -46,11 +46,11 @@ pub struct ConnectionInfo {
     /// Requests seen on this connection, to match against
     /// `ambiguous_framing`.
     pub requests: Arc<AtomicU64>,
-    /// Longest silence inside a request body (`limits.header_read_timeout`).
+    /// Maximum silence inside a request body (`limits.header_read_timeout`).
     pub request_body_idle: std::time::Duration,
     /// The connection's slot, which a WebSocket tunnel keeps until it ends.
     pub guard: Arc<crate::server::listener::ConnectionGuard>,
-    /// Where WebSocket tunnels run, so the drain waits for them.
+    /// Tracker of WebSocket tunnel tasks, so the drain waits for them.
     pub tunnels: tokio_util::task::TaskTracker,
 }
 
@@ -116,7 +116,10 @@ fn decide(
 
     // Admission was decided when the connection opened; a reload since may
     // have revoked it.
+    // The public gate admits everyone, so only the private gate needs the
+    // endpoints list on every request.
     let still = match snapshot.rules(conn.gate) {
+        Some(_) if conn.gate == Gate::Public => Ok(()),
         Some(rules) => {
             rules.still_admits(&conn.admission, conn.endpoint.as_ref(), &state.endpoints())
         }
@@ -185,7 +188,7 @@ fn decide(
     }
 
     // On the public gate the credential is checked before the host is
-    // answered, so that a caller without one learns nothing, not even which
+    // looked up in a response, so that a caller without one learns nothing, not even which
     // apps exist.
     headers::strip_identity_headers(&mut parts.headers);
     if conn.gate == Gate::Public {

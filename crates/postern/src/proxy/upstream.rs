@@ -19,7 +19,7 @@ const POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(4);
 
 pub type Client = LegacyClient<HttpConnector, Body>;
 
-/// Why an upstream exchange failed before response headers arrived.
+/// Failure of an upstream exchange before response headers arrived.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum UpstreamFailure {
     /// The connection was refused or could not be opened.
@@ -48,7 +48,7 @@ impl UpstreamFailure {
         }
     }
 
-    /// A fixed code for logs and metric labels.
+    /// Returns a fixed code for logs and metric labels.
     pub fn as_str(self) -> &'static str {
         match self {
             UpstreamFailure::Refused => "upstream_connect_failed",
@@ -93,7 +93,7 @@ impl UpstreamFailure {
         UpstreamFailure::Reset
     }
 
-    /// Whether the upstream, not the client, is at fault.
+    /// Checks whether the upstream, not the client, is at fault.
     pub fn is_upstream(self) -> bool {
         !matches!(
             self,

@@ -117,7 +117,7 @@ fn warn_about_restart_only_changes(running: &Config, new: &Config) {
     }
 }
 
-/// Which watched files changed in one burst of file events.
+/// The watched files that changed in one burst of file events.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Changed {
     /// The vars file, or a TLS file it names.

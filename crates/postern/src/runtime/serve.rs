@@ -63,7 +63,7 @@ pub fn load(vars: &Path) -> Result<(Config, crate::config::Endpoints), Problems>
     Ok((config, endpoints))
 }
 
-/// Which gates a process serves. A Kubernetes deployment runs each gate in
+/// Selection of the gates a process serves. A Kubernetes deployment runs each gate in
 /// its own pods from the same vars file, so each can scale and fail alone.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
 pub enum GateSelection {
@@ -179,7 +179,7 @@ pub async fn serve(
     stop.await;
 
     // Drain: report not ready and keep serving for the shutdown delay, so
-    // load balancers move new connections elsewhere first; then stop
+    // that load balancers move new connections elsewhere first. Then stop
     // accepting, ask every connection to finish its in-flight requests, and
     // wait up to the grace period.
     state.start_draining();

@@ -10,7 +10,7 @@ use super::batch::{self, FlushGuard};
 use super::metrics::RequestMetrics;
 use crate::policy::admission::{Gate, canonical};
 
-/// One request as the access log records it. Never holds a credential.
+/// One request as the access log records it. It never contains a credential.
 #[derive(Clone, Serialize)]
 pub struct AccessRecord {
     #[serde(serialize_with = "rfc3339")]
@@ -38,7 +38,7 @@ pub struct AccessRecord {
     pub request_id: String,
     /// `allow`, `deny` or `error`.
     pub decision: &'static str,
-    /// Why the gateway decided as it did, as a fixed code.
+    /// Reason for the gateway's decision, as a fixed code.
     pub reason: &'static str,
     /// The metric handles of the matched app; unrouted requests use shared
     /// ones.

@@ -2,7 +2,7 @@
 //!
 //! Request handlers append lines to one shared buffer, which costs no system
 //! call and wakes no thread. A writer thread writes the buffer out every
-//! 100 ms, or as soon as it holds 64 KiB. tracing-appender's non-blocking
+//! 100 ms, or as soon as it contains 64 KiB. tracing-appender's non-blocking
 //! writer was the first choice, but it sends each line through a channel and
 //! wakes its thread per line, which under load cost more than the rest of the
 //! logging. No line is dropped: a handler that fills the buffer while the
@@ -15,7 +15,7 @@ use std::time::Duration;
 
 /// Size at which a handler hands the buffer to the writer at once.
 const BATCH_BYTES: usize = 64 * 1024;
-/// Longest time a line waits in the buffer.
+/// Maximum time a line waits in the buffer.
 const FLUSH_INTERVAL: Duration = Duration::from_millis(100);
 /// Full buffers that may queue for the writer before handlers wait.
 const QUEUED_BATCHES: usize = 16;

@@ -61,7 +61,7 @@ impl RequestMetrics {
         }
     }
 
-    /// The handles for requests on `gate` that matched no app.
+    /// Returns the handles for requests on `gate` that matched no app.
     pub fn unrouted(gate: Gate) -> &'static RequestMetrics {
         static UNROUTED: OnceLock<[RequestMetrics; 2]> = OnceLock::new();
         let both = UNROUTED.get_or_init(|| {

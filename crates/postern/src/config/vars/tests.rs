@@ -31,7 +31,8 @@ fn local_example_loads() {
     assert_eq!(private.allowed_principals[0].account(), "012345678910");
     assert_eq!(config.machines[0].name, "build-bot");
     let litellm = &config.apps["litellm"];
-    assert!(litellm.enabled && litellm.allow_private_gateway);
+    assert!(litellm.enabled);
+    assert!(litellm.allow_private_gateway);
     assert_eq!(
         litellm.upstream.as_ref().unwrap().authority.as_str(),
         "127.0.0.1:14000"

@@ -315,7 +315,7 @@ fn parse_unspec_family_reads_tlvs() {
 }
 
 #[tokio::test(start_paused = true)]
-async fn slow_request_after_header_is_not_a_header_timeout() {
+async fn slow_request_after_header_allowed() {
     use tokio::io::AsyncWriteExt;
 
     let (mut peer, mut stream) = tokio::io::duplex(1024);
