@@ -30,6 +30,10 @@ pub enum Command {
         /// gate in its own pods. The admin listener always runs.
         #[arg(long, value_enum, default_value_t = GateSelection::All)]
         gate: GateSelection,
+        /// Worker threads, each with its own share of the connections
+        /// [default: one per CPU this process may use].
+        #[arg(long, value_name = "N")]
+        workers: Option<std::num::NonZeroUsize>,
     },
     /// Validate a vars file and the endpoints file it names.
     ///

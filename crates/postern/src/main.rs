@@ -36,8 +36,15 @@ fn main() -> ExitCode {
                 ExitCode::from(2)
             }
         },
-        Command::Serve { config, gate } => {
+        Command::Serve {
+            config,
+            gate,
+            workers,
+        } => {
             telemetry::init_logging();
+            postern::runtime::workers::set_count(
+                workers.map_or_else(postern::runtime::workers::default_count, usize::from),
+            );
             let _access_log = telemetry::access::init();
             run(
                 async move { serve::serve(&config, gate, serve::termination_signal(), |_| {}).await },
@@ -51,6 +58,7 @@ fn main() -> ExitCode {
         } => render_manifests(&config, &out, render::Options { image, namespace }),
         Command::Quickstart { port } => {
             telemetry::init_logging();
+            postern::runtime::workers::set_count(postern::runtime::workers::default_count());
             let _access_log = telemetry::access::init();
             run(quickstart::run(port))
         }
@@ -116,7 +124,9 @@ fn render_manifests(
 }
 
 fn run(future: impl std::future::Future<Output = Result<(), StartError>>) -> ExitCode {
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
+    // The main runtime runs the admin listener, reloads and signals; the
+    // gates run on worker threads of their own (runtime::workers).
+    let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
     {

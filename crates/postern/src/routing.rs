@@ -13,6 +13,7 @@ use http::request::Parts;
 use crate::config::{AppTimeouts, Config};
 use crate::policy::admission::Gate;
 use crate::proxy::upstream;
+use crate::runtime::workers;
 use crate::telemetry::metrics::RequestMetrics;
 
 /// Errors in a request's host.
@@ -34,13 +35,20 @@ pub struct Route {
     /// The upstream's `host:port`.
     pub upstream: http::uri::Authority,
     pub timeouts: AppTimeouts,
-    /// The pooled client for this app's upstream.
-    pub client: upstream::Client,
+    /// The pooled clients for this app's upstream, one per worker, so that
+    /// an upstream connection is only ever used by the worker that opened it
+    /// (see [`crate::runtime::workers`]).
+    clients: Box<[upstream::Client]>,
     /// Request metrics on the public and the private gate.
     pub metrics: [Arc<RequestMetrics>; 2],
 }
 
 impl Route {
+    /// Returns the calling worker's client for this app's upstream.
+    pub fn client(&self) -> &upstream::Client {
+        &self.clients[workers::current() % self.clients.len()]
+    }
+
     pub fn metrics(&self, gate: Gate) -> &Arc<RequestMetrics> {
         match gate {
             Gate::Public => &self.metrics[0],
@@ -73,7 +81,9 @@ impl RouteTable {
                 app: Arc::from(app.name.as_str()),
                 upstream: upstream.authority.clone(),
                 timeouts: app.timeouts,
-                client: upstream::client(&app.timeouts),
+                clients: (0..workers::count())
+                    .map(|_| upstream::client(&app.timeouts))
+                    .collect(),
                 metrics: [Gate::Public, Gate::Private]
                     .map(|gate| Arc::new(RequestMetrics::new(gate, &app.name))),
             });

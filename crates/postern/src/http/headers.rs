@@ -5,13 +5,9 @@
 //! them, because only the gateway may set them; X-Forwarded-* and
 //! X-Request-Id are kept only from configured trusted sources.
 
-use std::net::SocketAddr;
-
 use http::header::{
     CONNECTION, CONTENT_LENGTH, HeaderMap, HeaderName, HeaderValue, TE, TRANSFER_ENCODING, UPGRADE,
 };
-
-use crate::policy::admission::canonical;
 
 /// Headers that apply to one connection only (RFC 9110 section 7.6.1, plus
 /// the non-standard Keep-Alive and Proxy-Connection).
@@ -49,8 +45,38 @@ fn normalized(name: &HeaderName) -> std::borrow::Cow<'_, str> {
 }
 
 fn is_forwarded(name: &HeaderName) -> bool {
+    // Every such name starts with x- or f; most headers are skipped here
+    // without building a normalized copy.
+    if !name.as_str().starts_with(['x', 'f']) {
+        return false;
+    }
     let name = normalized(name);
     name.starts_with(FORWARDED_PREFIX) || FORWARDED.contains(&name.as_ref())
+}
+
+fn is_identity(name: &HeaderName) -> bool {
+    if !name.as_str().starts_with('x') {
+        return false;
+    }
+    let name = normalized(name);
+    IDENTITY_PREFIXES
+        .iter()
+        .any(|prefix| name.starts_with(prefix))
+}
+
+/// Removes every header whose name matches, in one pass over the names.
+/// Requests carry few headers, so a scan costs less than one lookup per
+/// name that might be present.
+fn remove_matching(headers: &mut HeaderMap, matches: impl Fn(&HeaderName) -> bool) {
+    let mut found: Option<Vec<HeaderName>> = None;
+    for name in headers.keys() {
+        if matches(name) {
+            found.get_or_insert_with(Vec::new).push(name.clone());
+        }
+    }
+    for name in found.into_iter().flatten() {
+        headers.remove(name);
+    }
 }
 
 pub const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
@@ -123,38 +149,29 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
         .iter()
         .all(|v| v.as_bytes().eq_ignore_ascii_case(b"trailers"))
         && headers.contains_key(TE);
-    for name in named {
-        headers.remove(name);
-    }
-    for name in HOP_BY_HOP {
-        if name == "te" && keep_te {
-            continue;
-        }
-        headers.remove(name);
-    }
+    remove_matching(headers, |name| {
+        let name = name.as_str();
+        HOP_BY_HOP.contains(&name) && !(keep_te && name == "te") || named.iter().any(|n| n == name)
+    });
 }
 
 /// Removes every header that asserts an identity postern vouches for, in
 /// any letter case (header names are case-insensitive and stored lowercase).
 pub fn strip_identity_headers(headers: &mut HeaderMap) {
-    let spoofed: Vec<HeaderName> = headers
-        .keys()
-        .filter(|name| {
-            let name = normalized(name);
-            IDENTITY_PREFIXES
-                .iter()
-                .any(|prefix| name.starts_with(prefix))
-        })
-        .cloned()
-        .collect();
-    for name in spoofed {
-        headers.remove(name);
-    }
+    remove_matching(headers, is_identity);
+}
+
+/// Returns the client's IP address as X-Forwarded-For names it: IPv4-mapped
+/// IPv6 as plain IPv4, without the port.
+pub fn forwarded_for(client: std::net::SocketAddr) -> HeaderValue {
+    let ip = crate::policy::admission::canonical(client.ip()).to_string();
+    HeaderValue::from_str(&ip).expect("an IP address is a valid header value")
 }
 
 /// The origin of a request, as the gateway determined it.
 pub struct Origin<'a> {
-    pub client: SocketAddr,
+    /// The client's IP address, as X-Forwarded-For names it.
+    pub client: &'a HeaderValue,
     /// Whether the client's own forwarding headers are believed.
     pub trusted: bool,
     pub tls: bool,
@@ -166,7 +183,6 @@ pub struct Origin<'a> {
 /// client address is appended to its X-Forwarded-For, and its -Proto and
 /// -Host are kept.
 pub fn set_forwarded(headers: &mut HeaderMap, origin: &Origin<'_>) {
-    let client = canonical(origin.client.ip()).to_string();
     let mut chain = None;
     if origin.trusted {
         let previous: Vec<&str> = headers
@@ -175,23 +191,15 @@ pub fn set_forwarded(headers: &mut HeaderMap, origin: &Origin<'_>) {
             .filter_map(|v| v.to_str().ok())
             .collect();
         if !previous.is_empty() {
-            chain = Some(format!("{}, {client}", previous.join(", ")));
+            let client = origin.client.to_str().unwrap_or_default();
+            chain = format!("{}, {client}", previous.join(", ")).try_into().ok();
         }
     } else {
-        let untrusted: Vec<HeaderName> = headers
-            .keys()
-            .filter(|n| is_forwarded(n))
-            .cloned()
-            .collect();
-        for name in untrusted {
-            headers.remove(name);
-        }
+        remove_matching(headers, is_forwarded);
     }
 
-    let xff = chain.unwrap_or(client);
-    if let Ok(value) = HeaderValue::from_str(&xff) {
-        headers.insert(X_FORWARDED_FOR, value);
-    }
+    let xff = chain.unwrap_or_else(|| origin.client.clone());
+    headers.insert(X_FORWARDED_FOR, xff);
     if !headers.contains_key(&X_FORWARDED_PROTO) {
         let proto = if origin.tls { "https" } else { "http" };
         headers.insert(X_FORWARDED_PROTO, HeaderValue::from_static(proto));

@@ -46,7 +46,7 @@ pub(super) async fn forward(
         wait = wait.min(total.saturating_sub(exchange.started.elapsed()));
     }
     let sent = Instant::now();
-    let outcome = tokio::time::timeout(wait, route.client.request(request)).await;
+    let outcome = tokio::time::timeout(wait, route.client().request(request)).await;
     exchange.record.upstream_ms = Some(millis(sent.elapsed()));
 
     let response = match outcome {
@@ -101,21 +101,18 @@ fn upstream_request(
     exchange: &Exchange,
     websocket: bool,
 ) -> Result<Request<Body>, Box<Response<Body>>> {
-    let host = exchange.record.host.clone().unwrap_or_default();
-    let path = parts
-        .uri
-        .path_and_query()
-        .map(|p| p.as_str())
-        .unwrap_or("/");
-    let uri: Uri = format!("http://{}{path}", route.upstream)
-        .parse()
-        .map_err(|_| {
-            json_error(
-                StatusCode::BAD_REQUEST,
-                "bad_request",
-                "invalid request target",
-            )
-        })?;
+    let host = exchange.record.host.as_deref().unwrap_or_default();
+    let mut target = http::uri::Parts::default();
+    target.scheme = Some(http::uri::Scheme::HTTP);
+    target.authority = Some(route.upstream.clone());
+    target.path_and_query = parts.uri.path_and_query().cloned();
+    let uri = Uri::from_parts(target).map_err(|_| {
+        json_error(
+            StatusCode::BAD_REQUEST,
+            "bad_request",
+            "invalid request target",
+        )
+    })?;
 
     let mut h = std::mem::take(&mut parts.headers);
     headers::strip_hop_by_hop(&mut h);
@@ -123,10 +120,10 @@ fn upstream_request(
     headers::set_forwarded(
         &mut h,
         &Origin {
-            client: conn.admission.client,
+            client: &conn.forwarded_for,
             trusted: conn.forwarded_trusted,
             tls: conn.tls,
-            host: &host,
+            host,
         },
     );
     if let Ok(value) = HeaderValue::from_str(&exchange.record.request_id) {
@@ -137,7 +134,7 @@ fn upstream_request(
     {
         h.insert(headers::X_AUTH_REQUEST_USER, value);
     }
-    if let Ok(value) = HeaderValue::from_str(&host) {
+    if let Ok(value) = HeaderValue::from_str(host) {
         h.insert(HOST, value);
     }
     if websocket {

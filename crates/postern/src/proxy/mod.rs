@@ -27,7 +27,7 @@ use crate::http::responses::{json, json_error, unauthorized};
 use crate::policy::admission::{Admission, AdmissionKind, EndpointIdentity, Gate, Refusal};
 use crate::routing::{Route, request_host};
 use crate::runtime::state::{Snapshot, State};
-use crate::telemetry::access::{AccessRecord, show_addr};
+use crate::telemetry::access::AccessRecord;
 
 /// Facts about a client connection, fixed at admission.
 #[derive(Clone)]
@@ -48,6 +48,11 @@ pub struct ConnectionInfo {
     pub requests: Arc<AtomicU64>,
     /// Maximum silence inside a request body (`limits.header_read_timeout`).
     pub request_body_idle: std::time::Duration,
+    /// The client and peer addresses as the access log writes them.
+    pub client_text: Arc<str>,
+    pub peer_text: Arc<str>,
+    /// The client's IP address for X-Forwarded-For.
+    pub forwarded_for: http::HeaderValue,
     /// The connection's slot, which a WebSocket tunnel keeps until it ends.
     pub guard: Arc<crate::server::listener::ConnectionGuard>,
     /// Tracker of WebSocket tunnel tasks, so the drain waits for them.
@@ -256,7 +261,7 @@ impl Exchange {
             time: SystemTime::now(),
             gate: conn.gate,
             app: None,
-            method: parts.method.to_string(),
+            method: parts.method.clone(),
             host: None,
             path: parts.uri.path().to_owned(),
             protocol: protocol(parts.version),
@@ -265,8 +270,8 @@ impl Exchange {
             bytes_out: 0,
             duration_ms: 0.0,
             upstream_ms: None,
-            client_addr: show_addr(conn.admission.client),
-            peer_addr: show_addr(conn.peer),
+            client_addr: conn.client_text.clone(),
+            peer_addr: conn.peer_text.clone(),
             endpoint_id: conn.endpoint.as_ref().map(|e| e.id.clone()),
             endpoint_owner: conn.endpoint.as_ref().map(|e| e.owner.clone()),
             identity: None,

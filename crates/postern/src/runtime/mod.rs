@@ -3,3 +3,4 @@
 pub mod reload;
 pub mod serve;
 pub mod state;
+pub mod workers;

@@ -11,6 +11,7 @@ use tokio_util::task::TaskTracker;
 
 use super::reload;
 use super::state::{Snapshot, State, load_endpoints};
+use super::workers::Workers;
 use crate::config::{Config, Problems};
 use crate::policy::admission::Gate;
 use crate::server::admin;
@@ -116,23 +117,31 @@ pub async fn serve(
 
     // Bind everything before serving anything, so a port conflict stops
     // the start cleanly.
-    let public = match public_addr {
-        Some(addr) => Some(
-            GateListener::bind(Gate::Public, addr)
-                .await
-                .map_err(|source| {
-                    bind_error("the public gate", "gateways.public.listen", addr, source)
-                })?,
-        ),
-        None => None,
+    let workers = super::workers::count();
+    let bind = |gate, addr, what, key| {
+        GateListener::bind(gate, addr, workers, limits.max_connections)
+            .map_err(|source| bind_error(what, key, addr, source))
     };
-    let private =
-        match private_addr {
-            Some(addr) => Some(GateListener::bind(Gate::Private, addr).await.map_err(
-                |source| bind_error("the private gate", "gateways.private.listen", addr, source),
-            )?),
-            None => None,
-        };
+    let public = public_addr
+        .map(|addr| {
+            bind(
+                Gate::Public,
+                addr,
+                "the public gate",
+                "gateways.public.listen",
+            )
+        })
+        .transpose()?;
+    let private = private_addr
+        .map(|addr| {
+            bind(
+                Gate::Private,
+                addr,
+                "the private gate",
+                "gateways.private.listen",
+            )
+        })
+        .transpose()?;
     let admin_listener = TcpListener::bind(admin_addr).await.map_err(|source| {
         bind_error(
             "the admin endpoints",
@@ -161,16 +170,7 @@ pub async fn serve(
 
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
     let tracker = TaskTracker::new();
-    let mut gates = Vec::new();
-    for listener in public.into_iter().chain(private) {
-        let task = listener.run(
-            state.clone(),
-            limits.max_connections,
-            tracker.clone(),
-            shutdown_rx.clone(),
-        );
-        gates.push(tokio::spawn(task));
-    }
+    let workers = start_workers(&state, [public, private], &tracker, &shutdown_rx)?;
     // The admin listener outlives the drain, so /readyz can report it.
     let (admin_stop_tx, admin_stop_rx) = watch::channel(false);
     let admin_task = tokio::spawn(admin::run(admin_listener, state.clone(), admin_stop_rx));
@@ -192,9 +192,6 @@ pub async fn serve(
     tracing::info!("Closing the listeners; draining connections");
     reload_task.abort();
     let _ = shutdown_tx.send(true);
-    for gate in gates {
-        let _ = gate.await;
-    }
     tracker.close();
     let open = tracker.len();
     if tokio::time::timeout(limits.shutdown_grace_period, tracker.wait())
@@ -208,10 +205,41 @@ pub async fn serve(
     } else {
         tracing::info!(drained = open, "All connections drained");
     }
+    workers.stop().await;
     let _ = admin_stop_tx.send(true);
     let _ = admin_task.await;
     tracing::info!("postern stopped");
     Ok(())
+}
+
+/// Starts the workers, each accepting on its own socket of every gate.
+fn start_workers(
+    state: &Arc<State>,
+    listeners: [Option<GateListener>; 2],
+    tracker: &TaskTracker,
+    shutdown: &watch::Receiver<bool>,
+) -> Result<Workers, StartError> {
+    let acceptors: Vec<_> = listeners
+        .into_iter()
+        .flatten()
+        .map(|listener| std::sync::Mutex::new(listener.into_acceptors()))
+        .collect();
+    let (state, tracker, shutdown) = (state.clone(), tracker.clone(), shutdown.clone());
+    Workers::start(move |_index| {
+        // Each worker takes one acceptor of each gate.
+        let mine: Vec<_> = acceptors
+            .iter()
+            .filter_map(|list| list.lock().unwrap_or_else(|e| e.into_inner()).pop())
+            .collect();
+        let (state, tracker, shutdown) = (state.clone(), tracker.clone(), shutdown.clone());
+        async move {
+            let runs = mine
+                .into_iter()
+                .map(|acceptor| acceptor.run(state.clone(), tracker.clone(), shutdown.clone()));
+            futures_util::future::join_all(runs).await;
+        }
+    })
+    .map_err(|error| StartError::Setup(format!("cannot start the worker threads: {error}")))
 }
 
 /// Raises the soft open-file limit to the hard limit, since each client

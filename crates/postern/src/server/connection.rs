@@ -90,6 +90,9 @@ pub(super) async fn serve(
         ambiguous_framing: ambiguous_framing.clone(),
         requests: Arc::new(AtomicU64::new(0)),
         request_body_idle: limits.header_read_timeout,
+        client_text: show_addr(admission.client).into(),
+        peer_text: show_addr(peer).into(),
+        forwarded_for: crate::http::headers::forwarded_for(admission.client),
         guard,
         tunnels,
     };

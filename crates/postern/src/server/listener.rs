@@ -36,43 +36,94 @@ impl Drop for ConnectionGuard {
     }
 }
 
-/// A bound gate listener.
+/// A bound gate listener: one socket per worker on the same address.
 pub struct GateListener {
     pub gate: Gate,
-    pub listener: TcpListener,
+    sockets: Vec<std::net::TcpListener>,
+    permits: Arc<Semaphore>,
 }
 
 impl GateListener {
-    pub async fn bind(gate: Gate, addr: SocketAddr) -> std::io::Result<Self> {
-        let socket = match addr {
-            SocketAddr::V4(_) => tokio::net::TcpSocket::new_v4()?,
-            SocketAddr::V6(_) => tokio::net::TcpSocket::new_v6()?,
-        };
-        socket.set_reuseaddr(true)?;
-        socket.set_nodelay(true)?;
-        socket.bind(addr)?;
-        let listener = socket.listen(4096)?;
-        Ok(GateListener { gate, listener })
+    /// Binds `workers` sockets to `addr` with `SO_REUSEPORT`, the first
+    /// one choosing the port when `addr` names port 0. At most
+    /// `max_connections` connections are open at once over all of them.
+    pub fn bind(
+        gate: Gate,
+        addr: SocketAddr,
+        workers: usize,
+        max_connections: usize,
+    ) -> std::io::Result<Self> {
+        let first = bind_socket(addr)?;
+        let addr = first.local_addr()?;
+        let mut sockets = vec![first];
+        for _ in 1..workers {
+            sockets.push(bind_socket(addr)?);
+        }
+        Ok(GateListener {
+            gate,
+            sockets,
+            permits: Arc::new(Semaphore::new(max_connections)),
+        })
     }
 
     pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
-        self.listener.local_addr()
+        self.sockets[0].local_addr()
     }
 
+    /// Splits the listener into one acceptor per worker.
+    pub fn into_acceptors(self) -> Vec<Acceptor> {
+        let (gate, permits) = (self.gate, self.permits);
+        self.sockets
+            .into_iter()
+            .map(|socket| Acceptor {
+                gate,
+                socket,
+                permits: permits.clone(),
+            })
+            .collect()
+    }
+}
+
+fn bind_socket(addr: SocketAddr) -> std::io::Result<std::net::TcpListener> {
+    use socket2::{Domain, Socket, Type};
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, None)?;
+    socket.set_reuse_address(true)?;
+    socket.set_reuse_port(true)?;
+    socket.set_tcp_nodelay(true)?;
+    socket.set_nonblocking(true)?;
+    socket.bind(&addr.into())?;
+    socket.listen(4096)?;
+    Ok(socket.into())
+}
+
+/// One worker's share of a gate listener.
+pub struct Acceptor {
+    gate: Gate,
+    socket: std::net::TcpListener,
+    permits: Arc<Semaphore>,
+}
+
+impl Acceptor {
     /// Accepts connections until `shutdown` turns true. Each connection runs
     /// in a task on `tracker`, so the caller can wait for them to drain.
+    /// Must run inside the worker's runtime.
     pub async fn run(
         self,
         state: Arc<State>,
-        max_connections: usize,
         tracker: TaskTracker,
         mut shutdown: watch::Receiver<bool>,
     ) {
         let gate = self.gate;
-        let permits = Arc::new(Semaphore::new(max_connections));
+        let listener = match TcpListener::from_std(self.socket) {
+            Ok(listener) => listener,
+            Err(error) => {
+                tracing::error!(gate = %gate, %error, "A worker cannot use its listening socket");
+                return;
+            }
+        };
         loop {
             let accepted = tokio::select! {
-                accepted = self.listener.accept() => accepted,
+                accepted = listener.accept() => accepted,
                 _ = shutdown.changed() => break,
             };
             let (stream, peer) = match accepted {
@@ -85,7 +136,7 @@ impl GateListener {
                     continue;
                 }
             };
-            let Ok(permit) = permits.clone().try_acquire_owned() else {
+            let Ok(permit) = self.permits.clone().try_acquire_owned() else {
                 refuse(
                     gate,
                     peer,
@@ -103,6 +154,6 @@ impl GateListener {
                 connection::serve(gate, state, stream, peer, shutdown, guard, tunnels).await;
             });
         }
-        tracing::info!(gate = %gate, "Stopped accepting connections");
+        tracing::debug!(gate = %gate, "Stopped accepting connections");
     }
 }

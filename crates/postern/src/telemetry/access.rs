@@ -4,21 +4,19 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use serde::Serialize;
-
 use super::batch::{self, FlushGuard};
+use super::json_line::JsonLine;
 use super::metrics::RequestMetrics;
 use crate::policy::admission::{Gate, canonical};
 
 /// One request as the access log records it. It never contains a credential.
-#[derive(Clone, Serialize)]
+#[derive(Clone)]
 pub struct AccessRecord {
-    #[serde(serialize_with = "rfc3339")]
     pub time: SystemTime,
     pub gate: Gate,
     /// The app, or `null` when no app matched.
     pub app: Option<Arc<str>>,
-    pub method: String,
+    pub method: http::Method,
     pub host: Option<String>,
     /// The path without the query, whose values may be secret.
     pub path: String,
@@ -29,8 +27,8 @@ pub struct AccessRecord {
     pub duration_ms: f64,
     /// Time from sending the request upstream to its response headers.
     pub upstream_ms: Option<f64>,
-    pub client_addr: String,
-    pub peer_addr: String,
+    pub client_addr: Arc<str>,
+    pub peer_addr: Arc<str>,
     pub endpoint_id: Option<String>,
     pub endpoint_owner: Option<String>,
     pub identity: Option<Arc<str>>,
@@ -41,19 +39,8 @@ pub struct AccessRecord {
     /// Reason for the gateway's decision, as a fixed code.
     pub reason: &'static str,
     /// The metric handles of the matched app; unrouted requests use shared
-    /// ones.
-    #[serde(skip)]
+    /// ones. Not logged.
     pub metrics: Option<Arc<RequestMetrics>>,
-}
-
-impl Serialize for Gate {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(self.as_str())
-    }
-}
-
-fn rfc3339<S: serde::Serializer>(time: &SystemTime, s: S) -> Result<S::Ok, S::Error> {
-    s.collect_str(&humantime::format_rfc3339_millis(*time))
 }
 
 /// Shows an address with IPv4-mapped IPv6 written as plain IPv4.
@@ -79,11 +66,33 @@ impl AccessRecord {
         super::metrics::record_request(self);
 
         batch::append(|buf| {
-            if let Err(e) = serde_json::to_writer(&mut *buf, self) {
-                tracing::warn!(error = %e, "Access log record could not be encoded");
-                return;
-            }
+            self.write_json(JsonLine::new(buf));
             buf.push(b'\n');
         });
+    }
+
+    fn write_json(&self, mut line: JsonLine<'_>) {
+        line.time("time", self.time);
+        line.str("gate", self.gate.as_str());
+        line.opt_str("app", self.app.as_deref());
+        line.str("method", self.method.as_str());
+        line.opt_str("host", self.host.as_deref());
+        line.str("path", &self.path);
+        line.str("protocol", self.protocol);
+        line.u64("status", self.status.into());
+        line.u64("bytes_in", self.bytes_in);
+        line.u64("bytes_out", self.bytes_out);
+        line.f64("duration_ms", self.duration_ms);
+        line.opt_f64("upstream_ms", self.upstream_ms);
+        line.str("client_addr", &self.client_addr);
+        line.str("peer_addr", &self.peer_addr);
+        line.opt_str("endpoint_id", self.endpoint_id.as_deref());
+        line.opt_str("endpoint_owner", self.endpoint_owner.as_deref());
+        line.opt_str("identity", self.identity.as_deref());
+        line.opt_str("auth_method", self.auth_method);
+        line.str("request_id", &self.request_id);
+        line.str("decision", self.decision);
+        line.str("reason", self.reason);
+        line.end();
     }
 }

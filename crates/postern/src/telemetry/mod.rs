@@ -5,6 +5,7 @@
 
 pub mod access;
 mod batch;
+mod json_line;
 pub mod metrics;
 
 use tracing_subscriber::EnvFilter;

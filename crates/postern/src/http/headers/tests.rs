@@ -91,7 +91,7 @@ fn forwarded_from_untrusted_client_replaced() {
         ("x_forwarded_for", "1.2.3.4"),
     ]);
     let origin = Origin {
-        client: "127.0.0.9:5555".parse().unwrap(),
+        client: &forwarded_for("127.0.0.9:5555".parse().unwrap()),
         trusted: false,
         tls: false,
         host: "app.example.test",
@@ -115,7 +115,7 @@ fn forwarded_from_trusted_client_appended() {
         ("x-forwarded-proto", "https"),
     ]);
     let origin = Origin {
-        client: "[::ffff:10.0.0.7]:1".parse().unwrap(),
+        client: &forwarded_for("[::ffff:10.0.0.7]:1".parse().unwrap()),
         trusted: true,
         tls: false,
         host: "app.example.test",
