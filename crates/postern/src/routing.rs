@@ -12,7 +12,7 @@ use http::request::Parts;
 
 use crate::config::{AppTimeouts, Config};
 use crate::policy::admission::Gate;
-use crate::proxy::upstream;
+use crate::proxy::pool::Pool;
 use crate::runtime::workers;
 use crate::telemetry::metrics::RequestMetrics;
 
@@ -38,14 +38,14 @@ pub struct Route {
     /// The pooled clients for this app's upstream, one per worker, so that
     /// an upstream connection is only ever used by the worker that opened it
     /// (see [`crate::runtime::workers`]).
-    clients: Box<[upstream::Client]>,
+    clients: Box<[Pool]>,
     /// Request metrics on the public and the private gate.
     pub metrics: [Arc<RequestMetrics>; 2],
 }
 
 impl Route {
     /// Returns the calling worker's client for this app's upstream.
-    pub fn client(&self) -> &upstream::Client {
+    pub fn client(&self) -> &Pool {
         &self.clients[workers::current() % self.clients.len()]
     }
 
@@ -82,7 +82,7 @@ impl RouteTable {
                 upstream: upstream.authority.clone(),
                 timeouts: app.timeouts,
                 clients: (0..workers::count())
-                    .map(|_| upstream::client(&app.timeouts))
+                    .map(|_| Pool::new(upstream.authority.clone(), app.timeouts.connect))
                     .collect(),
                 metrics: [Gate::Public, Gate::Private]
                     .map(|gate| Arc::new(RequestMetrics::new(gate, &app.name))),

@@ -304,6 +304,63 @@ async fn refused_upgrade_passes_upstream_response() {
     assert_eq!(echo.hits(), 1);
 }
 
+/// Sends `count` GET requests one after another on one client connection
+/// and returns their statuses.
+async fn sequential_gets(gateway: &Gateway, count: usize) -> Vec<u16> {
+    let stream = tokio::net::TcpStream::connect(gateway.public)
+        .await
+        .unwrap();
+    let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        .await
+        .unwrap();
+    tokio::spawn(connection);
+    let mut statuses = Vec::new();
+    for _ in 0..count {
+        let request = request("GET", &public_host("app"), "/")
+            .header("proxy-authorization", format!("Bearer {TOKEN}"))
+            .body(empty_body())
+            .unwrap();
+        let response = sender.send_request(request).await.unwrap();
+        statuses.push(response.status().as_u16());
+        response.into_body().collect().await.unwrap();
+    }
+    statuses
+}
+
+#[tokio::test]
+async fn upstream_connection_reused() {
+    let (upstream, connections) = start_counting(false).await;
+    let gateway = GatewaySpec::new()
+        .app(AppSpec::new("app", upstream))
+        .start()
+        .await;
+
+    let statuses = sequential_gets(&gateway, 5).await;
+
+    assert_eq!(statuses, [200; 5]);
+    assert_eq!(connections.load(std::sync::atomic::Ordering::SeqCst), 1);
+}
+
+#[tokio::test]
+async fn upstream_closing_idle_connection_retried() {
+    let (upstream, connections) = start_counting(true).await;
+    let gateway = GatewaySpec::new()
+        .app(AppSpec::new("app", upstream))
+        .start()
+        .await;
+
+    let mut statuses = Vec::new();
+    for _ in 0..5 {
+        statuses.extend(sequential_gets(&gateway, 1).await);
+        // Let the close reach the gateway for some requests, not others.
+        statuses.extend(sequential_gets(&gateway, 2).await);
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+
+    assert_eq!(statuses, [200; 15]);
+    assert_eq!(connections.load(std::sync::atomic::Ordering::SeqCst), 15);
+}
+
 /// Asserts a JSON error response from the gateway, its access log line, its
 /// diagnostic line and its metric.
 async fn assert_upstream_error(

@@ -9,6 +9,7 @@ use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use tokio::time::Instant;
 
+use super::pool::PooledBody;
 use super::upstream::{UpstreamFailure, describe};
 use super::{ConnectionInfo, Exchange, websocket};
 use crate::auth::Identity;
@@ -46,7 +47,7 @@ pub(super) async fn forward(
         wait = wait.min(total.saturating_sub(exchange.started.elapsed()));
     }
     let sent = Instant::now();
-    let outcome = tokio::time::timeout(wait, route.client().request(request)).await;
+    let outcome = tokio::time::timeout(wait, route.client().send(request)).await;
     exchange.record.upstream_ms = Some(millis(sent.elapsed()));
 
     let response = match outcome {
@@ -174,7 +175,7 @@ fn upstream_failed(
 }
 
 /// Removes hop-by-hop headers from an upstream response.
-fn shape_response(response: Response<Incoming>) -> Response<Body> {
+fn shape_response(response: Response<PooledBody>) -> Response<Body> {
     let (mut parts, body) = response.into_parts();
     headers::strip_hop_by_hop(&mut parts.headers);
     // The client's protocol is the gateway's own, whatever the upstream

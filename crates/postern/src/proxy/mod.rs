@@ -7,6 +7,7 @@
 //! ```
 
 mod forward;
+pub mod pool;
 pub mod upstream;
 mod websocket;
 

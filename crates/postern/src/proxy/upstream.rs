@@ -1,23 +1,10 @@
-//! The upstream client: one pooled HTTP/1.1 client per app.
+//! Upstream failures: how a failed exchange is classified, answered and
+//! logged.
 
 use std::error::Error as _;
-use std::io;
-use std::time::Duration;
 
-use hyper_util::client::legacy::Client as LegacyClient;
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::{TokioExecutor, TokioTimer};
-
-use crate::config::AppTimeouts;
-use crate::http::Body;
+use super::pool::SendError;
 use crate::http::body::BodyTimeout;
-
-/// How long an idle pooled upstream connection is kept. Shorter than the
-/// 5-second keep-alive timeout of uvicorn and Node.js servers, so the gateway
-/// seldom picks a connection that the upstream is about to close.
-const POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(4);
-
-pub type Client = LegacyClient<HttpConnector, Body>;
 
 /// Failure of an upstream exchange before response headers arrived.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -60,37 +47,27 @@ impl UpstreamFailure {
         }
     }
 
-    pub fn classify(error: &hyper_util::client::legacy::Error) -> Self {
-        if error.is_connect() {
-            let mut timed_out = false;
-            let mut cause = error.source();
-            while let Some(e) = cause {
-                if let Some(io) = e.downcast_ref::<io::Error>() {
-                    timed_out |= io.kind() == io::ErrorKind::TimedOut;
-                }
-                cause = e.source();
-            }
-            return if timed_out {
-                UpstreamFailure::ConnectTimeout
-            } else {
-                UpstreamFailure::Refused
-            };
-        }
+    pub fn classify(error: &SendError) -> Self {
+        let error = match error {
+            SendError::Connect(_) => return UpstreamFailure::Refused,
+            SendError::ConnectTimeout => return UpstreamFailure::ConnectTimeout,
+            SendError::Exchange(error) => error,
+        };
         // hyper marks an error of the request body it was sending as a
         // user error; the body is the client's.
+        let mut timed_out = false;
         let mut cause = error.source();
         while let Some(e) = cause {
-            if e.downcast_ref::<BodyTimeout>() == Some(&BodyTimeout::RequestIdle) {
-                return UpstreamFailure::ClientBodyTimeout;
-            }
-            if e.downcast_ref::<hyper::Error>()
-                .is_some_and(|h| h.is_user())
-            {
-                return UpstreamFailure::ClientBody;
-            }
+            timed_out |= e.downcast_ref::<BodyTimeout>() == Some(&BodyTimeout::RequestIdle);
             cause = e.source();
         }
-        UpstreamFailure::Reset
+        if timed_out {
+            UpstreamFailure::ClientBodyTimeout
+        } else if error.is_user() {
+            UpstreamFailure::ClientBody
+        } else {
+            UpstreamFailure::Reset
+        }
     }
 
     /// Checks whether the upstream, not the client, is at fault.
@@ -103,24 +80,13 @@ impl UpstreamFailure {
 }
 
 /// Describes an upstream error with its causes, for a diagnostic log line.
-pub fn describe(error: &hyper_util::client::legacy::Error) -> String {
+pub fn describe(error: &SendError) -> String {
     let mut text = error.to_string();
-    let mut cause = error.source();
+    let mut cause = error.source().and_then(|e| e.source());
     while let Some(e) = cause {
         text.push_str(": ");
         text.push_str(&e.to_string());
         cause = e.source();
     }
     text
-}
-
-pub fn client(timeouts: &AppTimeouts) -> Client {
-    let mut connector = HttpConnector::new();
-    connector.set_connect_timeout(Some(timeouts.connect));
-    connector.set_nodelay(true);
-    connector.enforce_http(true);
-    LegacyClient::builder(TokioExecutor::new())
-        .pool_timer(TokioTimer::new())
-        .pool_idle_timeout(POOL_IDLE_TIMEOUT)
-        .build(connector)
 }

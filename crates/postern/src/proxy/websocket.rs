@@ -2,7 +2,6 @@
 
 use http::Response;
 use http::header::{CONNECTION, HeaderValue, UPGRADE};
-use hyper::body::Incoming;
 use hyper::upgrade::OnUpgrade;
 use hyper_util::rt::TokioIo;
 use std::io;
@@ -21,6 +20,7 @@ use crate::routing::Route;
 use crate::telemetry::access::AccessRecord;
 
 use super::ConnectionInfo;
+use super::pool::PooledBody;
 
 /// Sends the client the upstream's 101 and joins the two upgraded
 /// connections in a background task.
@@ -28,7 +28,7 @@ pub(super) fn tunnel(
     conn: &ConnectionInfo,
     route: &Route,
     client: Option<OnUpgrade>,
-    mut upstream: Response<Incoming>,
+    mut upstream: Response<PooledBody>,
     record: &AccessRecord,
 ) -> Response<Body> {
     let Some(client) = client else {
