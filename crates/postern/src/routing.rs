@@ -58,10 +58,14 @@ impl Route {
 }
 
 /// Host name to route, per gate.
+///
+/// The maps hash with foldhash rather than SipHash: the keys are the
+/// config's own host names, so a client cannot choose colliding keys, and
+/// the lookup runs on every request.
 #[derive(Default)]
 pub struct RouteTable {
-    public: HashMap<String, Arc<Route>>,
-    private: HashMap<String, Arc<Route>>,
+    public: HashMap<String, Arc<Route>, foldhash::fast::RandomState>,
+    private: HashMap<String, Arc<Route>, foldhash::fast::RandomState>,
 }
 
 // === impl RouteTable ===

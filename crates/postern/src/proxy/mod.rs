@@ -349,5 +349,7 @@ fn protocol(version: http::Version) -> &'static str {
 
 /// Generates a random 128-bit request id in hex.
 fn new_request_id() -> String {
-    hex::encode(rand::random::<[u8; 16]>())
+    let mut text = [0u8; 32];
+    hex::encode_to_slice(rand::random::<[u8; 16]>(), &mut text).expect("32 bytes hold 16 in hex");
+    String::from_utf8_lossy(&text).into_owned()
 }
