@@ -20,6 +20,7 @@ pub struct Snapshot {
     pub config: Arc<Config>,
     pub routes: RouteTable,
     pub tokens: MachineTokens,
+    pub identities: crate::identity::Identities,
     pub public_rules: Rules,
     /// `None` when the private gate is disabled.
     pub private_rules: Option<Rules>,
@@ -66,6 +67,10 @@ impl Snapshot {
         Ok(Snapshot {
             routes: RouteTable::new(&config),
             tokens: MachineTokens::new(&config.machines),
+            identities: crate::identity::Identities::new(
+                &config.identity,
+                &config.cluster.hostname,
+            )?,
             public_rules,
             private_rules,
             public_tls,

@@ -34,7 +34,7 @@ pub struct AccessRecord {
     pub endpoint_id: Option<String>,
     pub endpoint_owner: Option<String>,
     pub identity: Option<Arc<str>>,
-    pub auth_method: Option<&'static str>,
+    pub auth_method: Option<Arc<str>>,
     pub request_id: String,
     /// `allow`, `deny` or `error`.
     pub decision: &'static str,
