@@ -20,7 +20,7 @@ use crate::http::Body;
 use crate::http::responses::{REALM, full, json_error};
 use crate::telemetry::access::AccessRecord;
 
-/// Largest token request body read.
+/// Maximum size of a token request body.
 const MAX_TOKEN_REQUEST_BYTES: usize = 16 * 1024;
 
 /// postern as an issuer, as served on its host.

@@ -13,7 +13,8 @@ use hyper_util::rt::TokioExecutor;
 
 /// Time one fetch may take, connect to last byte.
 pub const FETCH_TIMEOUT: Duration = Duration::from_secs(5);
-/// Largest document read; real JWKS and discovery documents are a few KiB.
+/// Maximum size of a fetched document; real JWKS and discovery documents
+/// are a few KiB.
 const MAX_DOCUMENT_BYTES: usize = 512 * 1024;
 
 type HttpsClient = Client<HttpsConnector<HttpConnector>, Empty<Bytes>>;

@@ -13,10 +13,10 @@ use serde::Deserialize;
 
 use crate::config::identity::TrustedIssuer;
 
-/// Longest identity claim value accepted; it becomes a request header.
+/// Maximum length of an identity claim value, which becomes a request header.
 const MAX_IDENTITY_LEN: usize = 256;
 
-/// What an issuer's tokens must satisfy.
+/// The requirements that an issuer's tokens must meet.
 pub struct Policy {
     pub issuer: String,
     pub leeway_secs: u64,

@@ -111,11 +111,6 @@ impl Identities {
             .collect()
     }
 
-    /// Whether `host` is postern's issuer host, `auth.<cluster hostname>`.
-    pub fn is_local_host(&self, host: &str) -> bool {
-        self.local.as_ref().is_some_and(|l| l.host == host)
-    }
-
     /// Verifies a bearer JWT. `Ok(None)` means no trusted issuer claims the
     /// token, so it may be an app's own credential.
     async fn verify(&self, token: &str) -> Result<Option<Identity>, Rejection> {
