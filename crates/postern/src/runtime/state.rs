@@ -38,8 +38,8 @@ pub struct State {
 // === impl Snapshot ===
 
 impl Snapshot {
-    /// Derives the live state from a config. Fails only if a TLS file that
-    /// validated a moment ago can no longer be read.
+    /// Derives the live state from a config. Fails only if a TLS file or a
+    /// signing key that validated a moment ago can no longer be read.
     pub fn new(config: Config) -> Result<Self, String> {
         let public_tls = config.public.tls.as_ref().map(tls::acceptor).transpose()?;
         let private_tls = config
