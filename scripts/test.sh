@@ -5,8 +5,10 @@
 #
 # It installs what the tests need: the Python packages of tests/e2e and
 # tests/k8s go into venvs under target/ (tests/e2e/run.sh,
-# tests/k8s/validate.sh). Nothing else is needed beyond a Rust toolchain and
-# Python 3.11.
+# tests/k8s/validate.sh), and the test OpenID provider (npm oidc-provider)
+# into tests/idp/node_modules (tests/idp/setup.sh, which installs Node.js
+# with apt-get when it is missing). Nothing else is needed beyond a Rust
+# toolchain and Python 3.11.
 #
 # Environment:
 #   SKIP_E2E=1   skip the LiteLLM tests (they download about 760 MB once)
@@ -22,6 +24,9 @@ cargo fmt --all --check
 
 step "cargo clippy"
 cargo clippy --workspace --all-targets --locked -- -D warnings
+
+step "test OpenID provider (npm oidc-provider)"
+tests/idp/setup.sh
 
 step "cargo test (unit and integration tests)"
 cargo test --workspace --locked

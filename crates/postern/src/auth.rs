@@ -3,7 +3,8 @@
 //! A machine proves itself with a static token, sent as
 //! `Proxy-Authorization: Bearer <token>` (which leaves `Authorization` free
 //! for the app's own key) or `Authorization: Bearer <token>`. postern stores
-//! only each token's SHA-256.
+//! only each token's SHA-256. Bearer JWTs take the same headers and are
+//! verified in [`crate::identity`].
 
 use std::sync::Arc;
 
@@ -15,17 +16,27 @@ use subtle::ConstantTimeEq;
 use crate::config::Machine;
 
 /// The machine tokens of a config.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct MachineTokens {
     machines: Vec<(Arc<str>, [u8; 32])>,
+    /// `machine_token`, shared so that an identity costs no allocation.
+    method: Arc<str>,
 }
 
 /// An authenticated caller.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Identity {
     pub name: Arc<str>,
-    /// Proof method of the identity, for the access log.
-    pub method: &'static str,
+    /// Proof method of the identity for the access log, such as
+    /// `machine_token` or `jwt:<issuer>`.
+    pub method: Arc<str>,
+}
+
+/// The header that carried the gateway credential.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CredentialSource {
+    ProxyAuthorization,
+    Authorization,
 }
 
 /// Reason a request is not authenticated.
@@ -35,6 +46,8 @@ pub enum AuthError {
     Missing,
     /// A credential was sent and is not valid.
     Invalid,
+    /// A bearer JWT from a trusted issuer failed verification.
+    Jwt(crate::identity::jwt::Rejection),
     /// `Authorization: Bearer` held a token that is no gateway credential,
     /// most likely an app's own API key sent without a gateway token.
     UnknownAuthorization,
@@ -49,21 +62,25 @@ impl MachineTokens {
                 .iter()
                 .map(|m| (Arc::from(m.name.as_str()), m.token_sha256))
                 .collect(),
+            method: Arc::from("machine_token"),
         }
     }
 
     /// Finds the machine whose token is `token`. Every configured hash is
     /// compared in constant time, so the time taken does not depend on
     /// which machine matched or how much of a hash did.
-    pub fn verify(&self, token: &str) -> Option<Arc<str>> {
+    pub fn verify(&self, token: &str) -> Option<Identity> {
         let digest: [u8; 32] = Sha256::digest(token.as_bytes()).into();
         let mut found = None;
         for (name, hash) in &self.machines {
             if bool::from(hash.ct_eq(&digest)) {
-                found = Some(name.clone());
+                found = Some(name);
             }
         }
-        found
+        found.map(|name| Identity {
+            name: name.clone(),
+            method: self.method.clone(),
+        })
     }
 }
 
@@ -72,37 +89,58 @@ impl AuthError {
         match self {
             AuthError::Missing => "credential_missing",
             AuthError::Invalid | AuthError::UnknownAuthorization => "credential_invalid",
+            AuthError::Jwt(rejection) => rejection.as_str(),
         }
     }
 }
 
-/// Authenticates a request by its headers and removes the header that
-/// carried the gateway credential. Any other `Authorization` stays as sent.
+// === impl CredentialSource ===
+
+impl CredentialSource {
+    fn header(self) -> &'static HeaderName {
+        match self {
+            CredentialSource::ProxyAuthorization => &PROXY_AUTHORIZATION,
+            CredentialSource::Authorization => &AUTHORIZATION,
+        }
+    }
+
+    /// The error for a credential from this header that nothing accepts.
+    pub fn rejection(self) -> AuthError {
+        match self {
+            CredentialSource::ProxyAuthorization => AuthError::Invalid,
+            CredentialSource::Authorization => AuthError::UnknownAuthorization,
+        }
+    }
+}
+
+/// Finds the gateway credential: `Proxy-Authorization` when present (and
+/// then it must be one Bearer token), else a Bearer `Authorization`.
+pub fn bearer_credential(headers: &HeaderMap) -> Result<(CredentialSource, &str), AuthError> {
+    if headers.contains_key(PROXY_AUTHORIZATION) {
+        let token = bearer(headers, &PROXY_AUTHORIZATION).ok_or(AuthError::Invalid)?;
+        return Ok((CredentialSource::ProxyAuthorization, token));
+    }
+    match bearer(headers, &AUTHORIZATION) {
+        Some(token) => Ok((CredentialSource::Authorization, token)),
+        None => Err(AuthError::Missing),
+    }
+}
+
+/// Removes the header that carried the gateway credential.
+pub fn remove_credential(headers: &mut HeaderMap, source: CredentialSource) {
+    headers.remove(source.header());
+}
+
+/// Authenticates a request by its machine token and removes the header
+/// that carried it. Any other `Authorization` stays as sent.
 pub fn authenticate(
     headers: &mut HeaderMap,
     tokens: &MachineTokens,
 ) -> Result<Identity, AuthError> {
-    let identity = |name| Identity {
-        name,
-        method: "machine_token",
-    };
-
-    if headers.contains_key(PROXY_AUTHORIZATION) {
-        let name = bearer(headers, &PROXY_AUTHORIZATION)
-            .and_then(|t| tokens.verify(t))
-            .ok_or(AuthError::Invalid)?;
-        headers.remove(PROXY_AUTHORIZATION);
-        return Ok(identity(name));
-    }
-
-    let Some(token) = bearer(headers, &AUTHORIZATION) else {
-        return Err(AuthError::Missing);
-    };
-    let name = tokens
-        .verify(token)
-        .ok_or(AuthError::UnknownAuthorization)?;
-    headers.remove(AUTHORIZATION);
-    Ok(identity(name))
+    let (source, token) = bearer_credential(headers)?;
+    let identity = tokens.verify(token).ok_or(source.rejection())?;
+    remove_credential(headers, source);
+    Ok(identity)
 }
 
 /// Returns the token of a single `Bearer` header, if that is what it contains.

@@ -85,6 +85,11 @@ pub enum Command {
         #[command(subcommand)]
         command: TokenCommand,
     },
+    /// OAuth clients of postern's token endpoint.
+    Client {
+        #[command(subcommand)]
+        command: ClientCommand,
+    },
 }
 
 /// A stand-in for the AWS network load balancer, for trying the private
@@ -115,5 +120,18 @@ pub enum TokenCommand {
         /// The machine's name, as it reaches apps in X-Auth-Request-User.
         #[arg(value_name = "NAME")]
         name: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ClientCommand {
+    /// Print a new random client secret and the vars entry that admits it.
+    ///
+    /// The secret is shown once; postern stores only its SHA-256.
+    New {
+        /// The client id, which becomes the token's subject and reaches
+        /// apps in X-Auth-Request-User.
+        #[arg(value_name = "ID")]
+        id: String,
     },
 }

@@ -11,6 +11,7 @@
 //! - [`policy`]: pure decisions (connection admission, IAM principals).
 //! - [`routing`]: host normalization and the host-to-app table.
 //! - [`auth`]: public-gate credentials.
+//! - [`identity`]: bearer JWTs from trusted issuers and postern's own issuer.
 //! - [`net`]: the PROXY protocol reader and byte-level stream helpers.
 //! - [`http`]: header hygiene, framing checks and synthetic responses.
 //! - [`proxy`]: the per-request pipeline and the upstream client.
@@ -26,6 +27,7 @@ pub mod auth;
 pub mod cli;
 pub mod config;
 pub mod http;
+pub mod identity;
 pub mod net;
 pub mod policy;
 pub mod proxy;

@@ -3,7 +3,7 @@ use std::process::ExitCode;
 use mimalloc::MiMalloc;
 
 use clap::Parser;
-use postern::cli::{Cli, Command, TokenCommand};
+use postern::cli::{Cli, ClientCommand, Command, TokenCommand};
 use postern::runtime::serve::{self, StartError};
 use postern::{quickstart, render, server, telemetry, token};
 
@@ -26,16 +26,10 @@ fn main() -> ExitCode {
         }
         Command::Token {
             command: TokenCommand::New { name },
-        } => match token::new_entry(&name) {
-            Ok(text) => {
-                print!("{text}");
-                ExitCode::SUCCESS
-            }
-            Err(message) => {
-                eprintln!("error: {message}");
-                ExitCode::from(2)
-            }
-        },
+        } => print_entry(token::new_entry(&name)),
+        Command::Client {
+            command: ClientCommand::New { id },
+        } => print_entry(postern::identity::clients::new_entry(&id)),
         Command::Serve {
             config,
             gate,
@@ -61,6 +55,20 @@ fn main() -> ExitCode {
             postern::runtime::workers::set_count(postern::runtime::workers::default_count());
             let _access_log = telemetry::access::init();
             run(quickstart::run(port))
+        }
+    }
+}
+
+/// Prints a new credential and its vars entry, or the error.
+fn print_entry(entry: Result<String, String>) -> ExitCode {
+    match entry {
+        Ok(text) => {
+            print!("{text}");
+            ExitCode::SUCCESS
+        }
+        Err(message) => {
+            eprintln!("error: {message}");
+            ExitCode::from(2)
         }
     }
 }

@@ -17,14 +17,19 @@ pub fn sha256_hex(token: &str) -> String {
     hex::encode(Sha256::digest(token.as_bytes()))
 }
 
-/// Formats the text that `postern token new NAME` prints.
-pub fn new_entry(name: &str) -> Result<String, String> {
-    let valid = !name.is_empty()
+/// Whether `name` is a valid machine name or client id: 1 to 128 letters,
+/// digits, '-', '_', '.' or '@'.
+pub fn is_valid_name(name: &str) -> bool {
+    !name.is_empty()
         && name.len() <= 128
         && name
             .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"-_.@".contains(&b));
-    if !valid {
+            .all(|b| b.is_ascii_alphanumeric() || b"-_.@".contains(&b))
+}
+
+/// Formats the text that `postern token new NAME` prints.
+pub fn new_entry(name: &str) -> Result<String, String> {
+    if !is_valid_name(name) {
         return Err(format!(
             "invalid machine name {name:?}; use letters, digits, '-', '_', '.' or '@'"
         ));

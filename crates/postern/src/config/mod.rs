@@ -5,6 +5,7 @@
 
 mod decode;
 pub mod endpoints;
+pub mod identity;
 mod tree;
 mod vars;
 
@@ -17,9 +18,12 @@ use ipnet::IpNet;
 
 pub use decode::Problem;
 pub use endpoints::{Endpoint, EndpointState, Endpoints};
+pub use identity::IdentityConfig;
 
 use crate::policy::principal::Principal;
 
+/// The app name whose host postern keeps for its own issuer endpoints.
+pub const AUTH_APP_NAME: &str = "auth";
 /// Default time a trusted source has to send its whole PROXY header.
 pub const DEFAULT_PROXY_HEADER_TIMEOUT: Duration = Duration::from_secs(3);
 /// Default cap on open client connections per gate.
@@ -58,6 +62,8 @@ pub struct Config {
     pub private: Option<PrivateGate>,
     pub admin: SocketAddr,
     pub machines: Vec<Machine>,
+    /// OAuth clients, trusted JWT issuers and postern's signing keys.
+    pub identity: IdentityConfig,
     /// Every app in `app_config`, enabled or not, by name.
     pub apps: BTreeMap<String, App>,
     pub limits: Limits,

@@ -10,8 +10,11 @@ use std::path::{Path, PathBuf};
 use ipnet::IpNet;
 
 use super::decode::{Cursor, Decoder, Mapping, join};
+use super::identity::IdentityConfig;
 use super::tree;
 use super::*;
+
+mod identities;
 
 /// The key in `app_config` that holds gateway settings instead of an app.
 const GATEWAY_SETTINGS_KEY: &str = "istio";
@@ -69,9 +72,13 @@ fn decode_root(d: &mut Decoder, at: Cursor<'_>, base: &Path) -> Option<Config> {
         Some((p, n)) => privatelink(d, p.cursor(n), base),
         None => Some(None),
     };
-    let machines = match top.get("identities") {
-        Some((p, n)) => identities(d, p.cursor(n)),
-        None => Some(Vec::new()),
+    let hostname = cluster.as_ref().map(|c| c.hostname.as_str());
+    let identities = match top.get("identities") {
+        Some((p, n)) => identities::identities(d, p.cursor(n), base, hostname),
+        None => Some(identities::Decoded {
+            machines: Vec::new(),
+            identity: IdentityConfig::default(),
+        }),
     };
     let apps = required(d, &top, "app_config").and_then(|(p, n)| app_config(d, p.cursor(n)));
     let limits = match top.get("limits") {
@@ -79,14 +86,15 @@ fn decode_root(d: &mut Decoder, at: Cursor<'_>, base: &Path) -> Option<Config> {
         None => Some(Limits::default()),
     };
 
-    let (cluster, gateways, endpoints_file, machines, (apps, private_switch), limits) = (
+    let (cluster, gateways, endpoints_file, identities, (apps, private_switch), limits) = (
         cluster?,
         gateways?,
         endpoints_file?,
-        machines?,
+        identities?,
         apps?,
         limits?,
     );
+    check_auth_host_free(d, &identities.identity, &apps, &top);
     let private = assemble_private(d, gateways.private, private_switch, endpoints_file)?;
     check_listeners_distinct(d, &gateways.public, private.as_ref(), gateways.admin, &top);
 
@@ -96,10 +104,41 @@ fn decode_root(d: &mut Decoder, at: Cursor<'_>, base: &Path) -> Option<Config> {
         public: gateways.public,
         private,
         admin: gateways.admin,
-        machines,
+        machines: identities.machines,
+        identity: identities.identity,
         apps,
         limits,
     })
+}
+
+/// Checks that no app takes `auth.<hostname>`, where postern serves its
+/// issuer endpoints when it has signing keys.
+fn check_auth_host_free(
+    d: &mut Decoder,
+    identity: &IdentityConfig,
+    apps: &BTreeMap<String, App>,
+    top: &Mapping<'_>,
+) {
+    if identity.signing.is_none() || !apps.contains_key(AUTH_APP_NAME) {
+        return;
+    }
+    let Some((p, n)) = top.get("app_config") else {
+        return;
+    };
+    let line = n
+        .get(AUTH_APP_NAME)
+        .map(|app| (app.line, app.column))
+        .unwrap_or((n.line, n.column));
+    d.report_at(
+        line.0,
+        line.1,
+        &format!("{}.{AUTH_APP_NAME}", p.as_str()),
+        format!(
+            "the app name {AUTH_APP_NAME:?} is reserved while identities.signing is set: \
+             postern serves its issuer endpoints at {AUTH_APP_NAME}.<cluster.hostname>; \
+             rename the app"
+        ),
+    );
 }
 
 /// The `istio.private_gateway` switch as written in `app_config`.
@@ -258,48 +297,6 @@ fn privatelink(d: &mut Decoder, at: Cursor<'_>, base: &Path) -> Option<Option<En
         line: n.line,
         column: n.column,
     }))
-}
-
-fn identities(d: &mut Decoder, at: Cursor<'_>) -> Option<Vec<Machine>> {
-    let map = d.mapping(at, &["machines"])?;
-    let Some((p, n)) = map.get("machines") else {
-        return Some(Vec::new());
-    };
-    let machines = d.list(p.cursor(n), machine)?;
-
-    let mut complete = true;
-    for (i, m) in machines.iter().enumerate() {
-        let earlier = &machines[..i];
-        let duplicate = if earlier.iter().any(|e| e.name == m.name) {
-            Some(format!("duplicate machine name {:?}", m.name))
-        } else if earlier.iter().any(|e| e.token_sha256 == m.token_sha256) {
-            Some(format!(
-                "machine {:?} has the same token_sha256 as another machine; \
-                 give each machine its own token (postern token new NAME)",
-                m.name
-            ))
-        } else {
-            None
-        };
-        if let Some(message) = duplicate {
-            let items = d.sequence(p.cursor(n))?;
-            let path = super::decode::index(p.as_str(), i);
-            d.report(path.cursor(&items[i]), message);
-            complete = false;
-        }
-    }
-    complete.then_some(machines)
-}
-
-fn machine(d: &mut Decoder, at: Cursor<'_>) -> Option<Machine> {
-    let map = d.mapping(at, &["name", "token_sha256"])?;
-    let name = required(d, &map, "name").and_then(|(p, n)| d.parse(p.cursor(n), parse_name));
-    let token_sha256 =
-        required(d, &map, "token_sha256").and_then(|(p, n)| d.parse(p.cursor(n), parse_sha256_hex));
-    Some(Machine {
-        name: name?,
-        token_sha256: token_sha256?,
-    })
 }
 
 fn app_config(
@@ -631,5 +628,8 @@ fn parse_upstream(text: &str) -> Result<Upstream, String> {
     Ok(Upstream { authority })
 }
 
+#[cfg(test)]
+#[path = "vars/identities_tests.rs"]
+mod identities_tests;
 #[cfg(test)]
 mod tests;

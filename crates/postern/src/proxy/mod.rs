@@ -21,10 +21,11 @@ use http::{Method, Request, Response, StatusCode};
 use hyper::body::Incoming;
 use tokio::time::Instant;
 
-use crate::auth::{self, Identity};
+use crate::auth::Identity;
 use crate::http::Body;
 use crate::http::headers::{self, check_framing};
 use crate::http::responses::{json, json_error, unauthorized};
+use crate::identity;
 use crate::policy::admission::{Admission, AdmissionKind, EndpointIdentity, Gate, Refusal};
 use crate::routing::{Route, request_host};
 use crate::runtime::state::{Snapshot, State};
@@ -79,8 +80,15 @@ pub async fn handle(
     let (mut parts, body) = request.into_parts();
     let mut exchange = Exchange::new(&conn, &parts);
 
-    let route = match decide(&state, &snapshot, &conn, &mut parts, &mut exchange.record) {
-        Ok(route) => route,
+    let route = match decide(&state, &snapshot, &conn, &mut parts, &mut exchange.record).await {
+        Ok(Next::Forward(route)) => route,
+        Ok(Next::Issuer(local)) => {
+            let record = &mut exchange.record;
+            let response = local
+                .serve(parts, body, conn.request_body_idle, record)
+                .await;
+            return Ok(exchange.finish(response, None, &state, done));
+        }
         Err(response) => return Ok(exchange.finish(*response, None, &state, done)),
     };
 
@@ -90,15 +98,22 @@ pub async fn handle(
     Ok(exchange.finish(response, timeouts, &state, done))
 }
 
-/// Runs every check that comes before the upstream, and returns the route or
-/// the response that ends the request here.
-fn decide(
+/// Where a request goes once every check has passed.
+enum Next<'a> {
+    Forward(Arc<Route>),
+    /// postern's own issuer endpoints, on `auth.<cluster hostname>`.
+    Issuer(&'a crate::identity::endpoints::LocalIssuer),
+}
+
+/// Runs every check that comes before the upstream, and returns where the
+/// request goes or the response that ends the request here.
+async fn decide<'a>(
     state: &State,
-    snapshot: &Snapshot,
+    snapshot: &'a Snapshot,
     conn: &ConnectionInfo,
     parts: &mut http::request::Parts,
     record: &mut AccessRecord,
-) -> Result<Arc<Route>, Box<Response<Body>>> {
+) -> Result<Next<'a>, Box<Response<Body>>> {
     if conn.admission.kind == AdmissionKind::HealthCheck {
         return Err(Box::new(health_check(state, parts, record)));
     }
@@ -187,6 +202,15 @@ fn decide(
         ))
     })?;
 
+    // The issuer endpoints take no gateway credential: a machine gets its
+    // token there.
+    if conn.gate == Gate::Public
+        && let Some(local) = &snapshot.identities.local
+        && local.host == host
+    {
+        return Ok(Next::Issuer(local));
+    }
+
     let route = snapshot.routes.lookup(conn.gate, &host);
     if let Some(route) = route {
         record.app = Some(route.app.clone());
@@ -198,10 +222,13 @@ fn decide(
     // apps exist.
     headers::strip_identity_headers(&mut parts.headers);
     if conn.gate == Gate::Public {
-        let identity = auth::authenticate(&mut parts.headers, &snapshot.tokens).map_err(|e| {
-            record.deny(e.as_str());
-            Box::new(unauthorized(e))
-        })?;
+        let identity =
+            identity::authenticate(&mut parts.headers, &snapshot.tokens, &snapshot.identities)
+                .await
+                .map_err(|e| {
+                    record.deny(e.as_str());
+                    Box::new(unauthorized(e))
+                })?;
         record.set_identity(&identity);
         parts.extensions.insert(identity);
     }
@@ -217,7 +244,7 @@ fn decide(
 
     record.decision = "allow";
     record.reason = "authorized";
-    Ok(route.clone())
+    Ok(Next::Forward(route.clone()))
 }
 
 /// Responds to the balancer's health check on a LOCAL connection:
@@ -332,7 +359,7 @@ impl AccessRecord {
 
     fn set_identity(&mut self, identity: &Identity) {
         self.identity = Some(identity.name.clone());
-        self.auth_method = Some(identity.method);
+        self.auth_method = Some(identity.method.clone());
     }
 }
 

@@ -20,6 +20,7 @@ pub struct Snapshot {
     pub config: Arc<Config>,
     pub routes: RouteTable,
     pub tokens: MachineTokens,
+    pub identities: crate::identity::Identities,
     pub public_rules: Rules,
     /// `None` when the private gate is disabled.
     pub private_rules: Option<Rules>,
@@ -37,8 +38,8 @@ pub struct State {
 // === impl Snapshot ===
 
 impl Snapshot {
-    /// Derives the live state from a config. Fails only if a TLS file that
-    /// validated a moment ago can no longer be read.
+    /// Derives the live state from a config. Fails only if a TLS file or a
+    /// signing key that validated a moment ago can no longer be read.
     pub fn new(config: Config) -> Result<Self, String> {
         let public_tls = config.public.tls.as_ref().map(tls::acceptor).transpose()?;
         let private_tls = config
@@ -66,6 +67,10 @@ impl Snapshot {
         Ok(Snapshot {
             routes: RouteTable::new(&config),
             tokens: MachineTokens::new(&config.machines),
+            identities: crate::identity::Identities::new(
+                &config.identity,
+                &config.cluster.hostname,
+            )?,
             public_rules,
             private_rules,
             public_tls,

@@ -63,7 +63,7 @@ async fn respond(
             "draining",
             "the gateway is shutting down",
         ),
-        "/readyz" => json(StatusCode::OK, serde_json::json!({ "status": "ready" })),
+        "/readyz" => readiness(&state),
         _ => json_error(
             StatusCode::NOT_FOUND,
             "not_found",
@@ -71,4 +71,21 @@ async fn respond(
         ),
     };
     Ok(response)
+}
+
+/// Reports ready once every trusted JWT issuer's keys were fetched.
+fn readiness(state: &State) -> Response<Body> {
+    let snapshot = state.snapshot();
+    let unloaded = snapshot.identities.unloaded_issuers();
+    if unloaded.is_empty() {
+        return json(StatusCode::OK, serde_json::json!({ "status": "ready" }));
+    }
+    json_error(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "jwks_not_loaded",
+        &format!(
+            "the keys of these JWT issuers were not fetched yet: {}",
+            unloaded.join(", ")
+        ),
+    )
 }

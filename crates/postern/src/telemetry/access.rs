@@ -32,7 +32,7 @@ pub struct AccessRecord {
     pub endpoint_id: Option<String>,
     pub endpoint_owner: Option<String>,
     pub identity: Option<Arc<str>>,
-    pub auth_method: Option<&'static str>,
+    pub auth_method: Option<Arc<str>>,
     pub request_id: String,
     /// `allow`, `deny` or `error`.
     pub decision: &'static str,
@@ -89,7 +89,7 @@ impl AccessRecord {
         line.opt_str("endpoint_id", self.endpoint_id.as_deref());
         line.opt_str("endpoint_owner", self.endpoint_owner.as_deref());
         line.opt_str("identity", self.identity.as_deref());
-        line.opt_str("auth_method", self.auth_method);
+        line.opt_str("auth_method", self.auth_method.as_deref());
         line.str("request_id", &self.request_id);
         line.str("decision", self.decision);
         line.str("reason", self.reason);

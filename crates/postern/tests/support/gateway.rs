@@ -89,6 +89,10 @@ pub struct GatewaySpec {
     pub limits: Vec<(String, String)>,
     /// Machine names and token hashes.
     pub machines: Vec<(String, String)>,
+    /// More `identities` keys, as YAML lines indented by two spaces.
+    pub identities_yaml: String,
+    /// More files beside the vars file, by name, such as signing keys.
+    pub files: Vec<(String, String)>,
     pub endpoints_yaml: String,
 }
 
@@ -174,6 +178,8 @@ impl GatewaySpec {
             proxy_header_timeout: None,
             limits: Vec::new(),
             machines: vec![(MACHINE.to_owned(), TOKEN_SHA256.to_owned())],
+            identities_yaml: String::new(),
+            files: Vec::new(),
             endpoints_yaml: DEFAULT_ENDPOINTS.to_owned(),
         }
     }
@@ -211,6 +217,18 @@ impl GatewaySpec {
 
     pub fn private_listen(mut self, addr: SocketAddr) -> Self {
         self.private_listen = addr.to_string();
+        self
+    }
+
+    /// Adds YAML lines under `identities`, indented by two spaces.
+    pub fn identities(mut self, yaml: &str) -> Self {
+        self.identities_yaml.push_str(yaml);
+        self
+    }
+
+    /// Writes a file beside the vars file.
+    pub fn file(mut self, name: &str, text: &str) -> Self {
+        self.files.push((name.to_owned(), text.to_owned()));
         self
     }
 
@@ -264,12 +282,16 @@ impl GatewaySpec {
 
         out.push_str("privatelink:\n  endpoints_file: endpoints.yaml\n");
 
+        if !self.machines.is_empty() || !self.identities_yaml.is_empty() {
+            out.push_str("identities:\n");
+        }
         if !self.machines.is_empty() {
-            out.push_str("identities:\n  machines:\n");
+            out.push_str("  machines:\n");
             for (name, hash) in &self.machines {
                 out.push_str(&format!("    - name: {name}\n      token_sha256: {hash}\n"));
             }
         }
+        out.push_str(&self.identities_yaml);
 
         if !self.limits.is_empty() {
             out.push_str("limits:\n");
@@ -297,7 +319,17 @@ impl GatewaySpec {
     /// Like [`GatewaySpec::start`], with `vars` in place of the rendered
     /// vars file.
     pub async fn start_with_vars(&self, vars: &str) -> Gateway {
+        let gateway = self.start_unready(vars).await;
+        gateway.wait_ready().await;
+        gateway
+    }
+
+    /// Starts the gateway on `vars` without waiting for `/readyz`.
+    pub async fn start_unready(&self, vars: &str) -> Gateway {
         let dir = tempfile::tempdir().expect("creating a temporary folder");
+        for (name, text) in &self.files {
+            std::fs::write(dir.path().join(name), text).unwrap();
+        }
         std::fs::write(dir.path().join("vars.yaml"), vars).unwrap();
         std::fs::write(dir.path().join("endpoints.yaml"), &self.endpoints_yaml).unwrap();
         if let Some((cert, key)) = &self.tls {
@@ -352,7 +384,7 @@ impl Gateway {
         };
         // The private gate's field is `disabled` when it is off.
         let address = |key: &str| -> Option<SocketAddr> { line[key].as_str()?.parse().ok() };
-        let gateway = Gateway {
+        Gateway {
             public: address("public").expect("the startup line names the public address"),
             private: address("private"),
             admin: address("admin").expect("the startup line names the admin address"),
@@ -360,13 +392,11 @@ impl Gateway {
             dir,
             stdout,
             stderr,
-        };
-        gateway.wait_ready().await;
-        gateway
+        }
     }
 
     /// Polls `/readyz` until it returns 200.
-    async fn wait_ready(&self) {
+    pub async fn wait_ready(&self) {
         let started = Instant::now();
         loop {
             let ready = client::admin_get(self.admin, "/readyz").await;

@@ -16,6 +16,7 @@
 pub mod client;
 pub mod command;
 pub mod gateway;
+pub mod idp;
 pub mod proxy_protocol;
 pub mod upstream;
 
@@ -26,6 +27,7 @@ use std::time::Duration;
 pub use client::*;
 pub use command::*;
 pub use gateway::*;
+pub use idp::*;
 pub use proxy_protocol::*;
 pub use upstream::*;
 
