@@ -361,6 +361,73 @@ async fn upstream_closing_idle_connection_retried() {
     assert_eq!(connections.load(std::sync::atomic::Ordering::SeqCst), 15);
 }
 
+/// Writes `parts` to a new connection to the public gate, pausing between
+/// them, and returns everything the gateway sent until it went quiet.
+async fn send_in_parts(gateway: &Gateway, parts: &[&str], pause: Duration) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(gateway.public)
+        .await
+        .unwrap();
+    for part in parts {
+        stream.write_all(part.as_bytes()).await.unwrap();
+        tokio::time::sleep(pause).await;
+    }
+    let mut received = Vec::new();
+    let mut buf = [0u8; 4096];
+    while let Ok(Ok(n @ 1..)) =
+        tokio::time::timeout(Duration::from_millis(500), stream.read(&mut buf)).await
+    {
+        received.extend_from_slice(&buf[..n]);
+    }
+    String::from_utf8_lossy(&received).into_owned()
+}
+
+#[tokio::test]
+async fn keep_alive_survives_idle_gaps() {
+    let (upstream, _) = start_counting(false).await;
+    let gateway = GatewaySpec::new()
+        .app(AppSpec::new("app", upstream))
+        .start()
+        .await;
+    let head = format!(
+        "GET / HTTP/1.1\r\nHost: {}\r\nProxy-Authorization: Bearer {TOKEN}\r\n\r\n",
+        public_host("app")
+    );
+    // Idle gaps longer than the parking delay: between requests, and in
+    // the middle of a request head.
+    let (first, rest) = head.split_at(20);
+    let received = send_in_parts(
+        &gateway,
+        &[&head, first, rest, &head],
+        Duration::from_millis(300),
+    )
+    .await;
+
+    assert_eq!(received.matches("HTTP/1.1 200 OK").count(), 3, "{received}");
+    assert!(
+        !received.to_ascii_lowercase().contains("connection: close"),
+        "{received}"
+    );
+}
+
+#[tokio::test]
+async fn pipelined_requests_all_answered() {
+    let (upstream, _) = start_counting(false).await;
+    let gateway = GatewaySpec::new()
+        .app(AppSpec::new("app", upstream))
+        .start()
+        .await;
+    let head = format!(
+        "GET / HTTP/1.1\r\nHost: {}\r\nProxy-Authorization: Bearer {TOKEN}\r\n\r\n",
+        public_host("app")
+    );
+    let burst = head.repeat(3);
+
+    let received = send_in_parts(&gateway, &[&burst], Duration::from_millis(300)).await;
+
+    assert_eq!(received.matches("HTTP/1.1 200 OK").count(), 3, "{received}");
+}
+
 /// Asserts a JSON error response from the gateway, its access log line, its
 /// diagnostic line and its metric.
 async fn assert_upstream_error(

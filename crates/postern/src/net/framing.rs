@@ -18,7 +18,7 @@
 use std::io;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::task::{Context, Poll};
 
 use tokio::io::{AsyncRead, ReadBuf};
@@ -37,6 +37,11 @@ pub struct FramingWatch<S> {
     heads: u64,
     /// The 1-based number of the first ambiguous request, or 0.
     ambiguous: Arc<AtomicU64>,
+    /// Bytes handed back with [`FramingWatch::unread`], read again before
+    /// the stream and not watched twice.
+    replay: bytes::Bytes,
+    /// Whether the bytes so far end exactly between two requests.
+    at_boundary: Arc<AtomicBool>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -65,7 +70,33 @@ impl<S> FramingWatch<S> {
             max_head_bytes,
             heads: 0,
             ambiguous,
+            replay: bytes::Bytes::new(),
+            at_boundary: Arc::new(AtomicBool::new(true)),
         }
+    }
+
+    /// Returns a flag that is true while the bytes read so far end exactly
+    /// between two requests: no request head, body or chunk is half read.
+    /// It turns false for good once the watch ends (HTTP/2, an upgrade).
+    pub fn boundary(&self) -> Arc<AtomicBool> {
+        self.at_boundary.clone()
+    }
+
+    /// Hands back bytes that were read through the watch but not used, so
+    /// that the next reads return them first.
+    pub fn unread(&mut self, bytes: bytes::Bytes) {
+        debug_assert!(self.replay.is_empty(), "unread twice without a read");
+        self.replay = bytes;
+    }
+
+    /// Checks whether bytes handed back with [`FramingWatch::unread`] are
+    /// waiting to be read.
+    pub fn has_unread(&self) -> bool {
+        !self.replay.is_empty()
+    }
+
+    pub fn get_ref(&self) -> &S {
+        &self.inner
     }
 
     /// Feeds bytes read from the client through the state machine.
@@ -245,10 +276,17 @@ impl<S: AsyncRead + Unpin> AsyncRead for FramingWatch<S> {
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
         let this = &mut *self;
+        if !this.replay.is_empty() {
+            let n = this.replay.len().min(buf.remaining());
+            buf.put_slice(&this.replay.split_to(n));
+            return Poll::Ready(Ok(()));
+        }
         let start = buf.filled().len();
         let polled = Pin::new(&mut this.inner).poll_read(cx, buf);
         if this.state != State::Off {
             this.observe(&buf.filled()[start..]);
+            let boundary = this.state == State::Head && this.pending.is_empty();
+            this.at_boundary.store(boundary, Ordering::Relaxed);
         }
         polled
     }

@@ -30,10 +30,8 @@ pub(super) async fn forward(
     body: Incoming,
     exchange: &mut Exchange,
 ) -> Response<Body> {
-    let websocket = headers::is_websocket_upgrade(&parts.headers);
-    let client_upgrade = websocket
-        .then(|| parts.extensions.remove::<hyper::upgrade::OnUpgrade>())
-        .flatten();
+    let websocket =
+        headers::is_websocket_upgrade(&parts.headers) && parts.version < Version::HTTP_2;
 
     let request = match upstream_request(conn, route, &mut parts, body, exchange, websocket) {
         Ok(request) => request,
@@ -87,7 +85,7 @@ pub(super) async fn forward(
     };
 
     if response.status() == StatusCode::SWITCHING_PROTOCOLS {
-        return websocket::tunnel(conn, route, client_upgrade, response, &exchange.record);
+        return websocket::tunnel(conn, route, websocket, response, &exchange.record);
     }
     shape_response(response)
 }

@@ -9,7 +9,7 @@
 mod forward;
 pub mod pool;
 pub mod upstream;
-mod websocket;
+pub mod websocket;
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -57,6 +57,8 @@ pub struct ConnectionInfo {
     pub forwarded_for: http::HeaderValue,
     /// The connection's slot, which a WebSocket tunnel keeps until it ends.
     pub guard: Arc<crate::server::listener::ConnectionGuard>,
+    /// Where an HTTP/1.1 connection upgraded to a WebSocket goes.
+    pub upgrade: Arc<websocket::UpgradeSlot>,
     /// Tracker of WebSocket tunnel tasks, so the drain waits for them.
     pub tunnels: tokio_util::task::TaskTracker,
 }

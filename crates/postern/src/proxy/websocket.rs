@@ -2,7 +2,6 @@
 
 use http::Response;
 use http::header::{CONNECTION, HeaderValue, UPGRADE};
-use hyper::upgrade::OnUpgrade;
 use hyper_util::rt::TokioIo;
 use std::io;
 use std::pin::Pin;
@@ -10,7 +9,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::task::{Context, Poll};
 use std::time::Duration;
-use tokio::io::{AsyncRead, ReadBuf};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::sync::oneshot;
 use tokio::time::Instant;
 
 use crate::http::Body;
@@ -27,18 +27,20 @@ use super::pool::PooledBody;
 pub(super) fn tunnel(
     conn: &ConnectionInfo,
     route: &Route,
-    client: Option<OnUpgrade>,
+    requested: bool,
     mut upstream: Response<PooledBody>,
     record: &AccessRecord,
 ) -> Response<Body> {
-    let Some(client) = client else {
+    if !requested {
         // The upstream switched protocols on a request that did not ask to.
         return json_error(
             http::StatusCode::BAD_GATEWAY,
             "upstream_protocol_error",
             "the app switched protocols unexpectedly",
         );
-    };
+    }
+    // The client connection arrives once hyper has sent it the 101.
+    let client = conn.upgrade.expect();
     let upstream_upgrade = hyper::upgrade::on(&mut upstream);
     let request_id = record.request_id.clone();
     let idle = route.timeouts.body_idle;
@@ -46,16 +48,20 @@ pub(super) fn tunnel(
     let guard = conn.guard.clone();
 
     conn.tunnels.spawn(async move {
-        let joined = tokio::try_join!(client, upstream_upgrade);
+        let joined = tokio::join!(client, upstream_upgrade);
         let (client, upstream) = match joined {
-            Ok(pair) => pair,
-            Err(error) => {
+            (Ok(client), Ok(upstream)) => (client, upstream),
+            (Err(_), _) => {
+                tracing::info!(%request_id, "WebSocket upgrade did not complete: the client connection ended first");
+                return;
+            }
+            (_, Err(error)) => {
                 tracing::info!(%request_id, %error, "WebSocket upgrade did not complete");
                 return;
             }
         };
         let activity = Activity::new();
-        let mut client = ActivityIo::new(TokioIo::new(client), activity.clone());
+        let mut client = ActivityIo::new(client, activity.clone());
         let mut upstream = ActivityIo::new(TokioIo::new(upstream), activity.clone());
         let copy = tokio::io::copy_bidirectional(&mut client, &mut upstream);
         tokio::pin!(copy);
@@ -88,6 +94,41 @@ pub(super) fn tunnel(
         .headers
         .insert(UPGRADE, HeaderValue::from_static("websocket"));
     Response::from_parts(parts, empty())
+}
+
+/// A client stream that carries a tunnel.
+pub trait ClientStream: AsyncRead + AsyncWrite + Send + Unpin {}
+
+impl<T: AsyncRead + AsyncWrite + Send + Unpin> ClientStream for T {}
+
+/// The hand-over of an HTTP/1.1 client connection to its WebSocket tunnel:
+/// the tunnel waits on it, and the connection's server loop fills it once
+/// hyper has sent the 101 and let go of the socket.
+#[derive(Default)]
+pub struct UpgradeSlot(std::sync::Mutex<Option<oneshot::Sender<Box<dyn ClientStream>>>>);
+
+impl UpgradeSlot {
+    /// Registers a tunnel waiting for the client connection.
+    fn expect(&self) -> oneshot::Receiver<Box<dyn ClientStream>> {
+        let (sender, receiver) = oneshot::channel();
+        *self.0.lock().unwrap_or_else(|e| e.into_inner()) = Some(sender);
+        receiver
+    }
+
+    /// Hands the client connection to the waiting tunnel, if there is one,
+    /// and returns it otherwise.
+    pub fn fill(&self, client: Box<dyn ClientStream>) -> Option<Box<dyn ClientStream>> {
+        let waiting = self.0.lock().unwrap_or_else(|e| e.into_inner()).take();
+        match waiting {
+            Some(sender) => sender.send(client).err(),
+            None => Some(client),
+        }
+    }
+
+    /// Checks whether a tunnel waits for the client connection.
+    pub fn is_expected(&self) -> bool {
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).is_some()
+    }
 }
 
 /// The time of the last byte either way through a tunnel.

@@ -2,39 +2,28 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::time::Duration;
+use std::sync::atomic::AtomicU64;
 
 use bytes::BytesMut;
-use hyper::service::service_fn;
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-use hyper_util::server::conn::auto;
-use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
 use tokio::sync::watch;
-use tokio::time::Instant;
 
 use crate::config::{GateConfig, Limits};
 use tokio_util::task::TaskTracker;
 
 use super::listener::ConnectionGuard;
+use super::protocol;
 use crate::net::framing::FramingWatch;
 use crate::net::prefixed::PrefixedIo;
 use crate::net::proxy_header::{self, Sniffed};
 use crate::policy::admission::{
     Admission, AdmissionKind, EndpointIdentity, Gate, PeerVerdict, Refusal, Rules, canonical,
 };
-use crate::proxy::{self, ConnectionInfo};
+use crate::proxy::ConnectionInfo;
 use crate::runtime::state::State;
 use crate::telemetry::access::show_addr;
 use crate::telemetry::metrics;
-
-/// Requests in flight on one connection, and when the last one ended, so an
-/// idle connection can be closed without cutting a long response.
-pub(super) struct Activity {
-    in_flight: AtomicUsize,
-    idle_since: std::sync::Mutex<Instant>,
-}
+use tokio::io::AsyncReadExt;
 
 /// Admits, then serves, one accepted connection until it closes or the
 /// gateway shuts down.
@@ -47,6 +36,43 @@ pub(super) async fn serve(
     guard: Arc<ConnectionGuard>,
     tunnels: TaskTracker,
 ) {
+    // Each phase is boxed, so that the task of a long-lived connection
+    // holds only the memory of the phase it is in.
+    let admitted = Box::pin(admit_connection(
+        gate,
+        &state,
+        &mut stream,
+        peer,
+        &shutdown,
+        guard,
+        tunnels,
+    ))
+    .await;
+    if let Some(admitted) = admitted {
+        Box::pin(serve_admitted(state, stream, admitted, shutdown)).await;
+    }
+}
+
+/// An admitted connection, ready for TLS and HTTP.
+struct Admitted {
+    info: ConnectionInfo,
+    /// Bytes read during admission, which HTTP or TLS must see.
+    buf: BytesMut,
+    tls: Option<tokio_rustls::TlsAcceptor>,
+    limits: Limits,
+    ambiguous_framing: Arc<AtomicU64>,
+}
+
+/// Decides admission, and describes the admitted connection.
+async fn admit_connection(
+    gate: Gate,
+    state: &State,
+    stream: &mut TcpStream,
+    peer: SocketAddr,
+    shutdown: &watch::Receiver<bool>,
+    guard: Arc<ConnectionGuard>,
+    tunnels: TaskTracker,
+) -> Option<Admitted> {
     let snapshot = state.snapshot();
     let limits = snapshot.config.limits;
     let (Some(rules), Some(gate_config)) = (snapshot.rules(gate), snapshot.gate_config(gate))
@@ -54,7 +80,7 @@ pub(super) async fn serve(
         // The gate was disabled by a reload; its listener stays bound until
         // restart but admits no one.
         refuse(gate, peer, Refusal::GateDisabled, "the gate is disabled");
-        return;
+        return None;
     };
 
     // Admission, before any HTTP is read. A connection still in admission
@@ -62,12 +88,10 @@ pub(super) async fn serve(
     let mut buf = BytesMut::new();
     let mut stop = shutdown.clone();
     let admitted = tokio::select! {
-        admitted = admit(gate, &state, rules, gate_config, limits, &mut stream, peer, &mut buf) => admitted,
+        admitted = admit(gate, state, rules, gate_config, limits, stream, peer, &mut buf) => admitted,
         _ = stop.changed() => None,
     };
-    let Some((admission, endpoint)) = admitted else {
-        return;
-    };
+    let (admission, endpoint) = admitted?;
     metrics::record_admission(gate, admission.kind);
     tracing::debug!(gate = %gate, peer = %show_addr(peer), client = %show_addr(admission.client), kind = admission.kind.as_str(), "Connection admitted");
 
@@ -95,22 +119,69 @@ pub(super) async fn serve(
         forwarded_for: crate::http::headers::forwarded_for(admission.client),
         guard,
         tunnels,
+        upgrade: Default::default(),
     };
-    let io = PrefixedIo::new(buf, stream);
-    let max_head = limits.max_header_bytes;
+    Some(Admitted {
+        info,
+        buf,
+        tls,
+        limits,
+        ambiguous_framing,
+    })
+}
 
+/// Serves an admitted connection: TLS when the gate has it, then HTTP/2 or
+/// HTTP/1.1.
+async fn serve_admitted(
+    state: Arc<State>,
+    mut stream: TcpStream,
+    admitted: Admitted,
+    shutdown: watch::Receiver<bool>,
+) {
+    let Admitted {
+        info,
+        mut buf,
+        tls,
+        limits,
+        ambiguous_framing,
+    } = admitted;
+    let (gate, peer) = (info.gate, info.peer);
+    let max_head = limits.max_header_bytes;
     match tls {
         None => {
-            let io = FramingWatch::new(io, max_head, ambiguous_framing);
-            serve_http(state, info, io, limits, shutdown).await
+            let h2 = tokio::time::timeout(
+                limits.header_read_timeout,
+                starts_with_h2_preface(&mut stream, &mut buf),
+            )
+            .await;
+            let io = PrefixedIo::new(buf, stream);
+            match h2 {
+                Ok(Ok(true)) => {
+                    Box::pin(protocol::serve_h2(state, info, io, limits, shutdown)).await
+                }
+                Ok(Ok(false)) => {
+                    let io = FramingWatch::new(io, max_head, ambiguous_framing);
+                    Box::pin(protocol::serve_h1(state, info, io, limits, shutdown)).await
+                }
+                // Silent or failed before the first request line.
+                Ok(Err(_)) | Err(_) => {}
+            }
         }
         Some(acceptor) => {
+            let io = PrefixedIo::new(buf, stream);
             let handshake =
-                tokio::time::timeout(limits.header_read_timeout, acceptor.accept(io)).await;
+                tokio::time::timeout(limits.header_read_timeout, Box::pin(acceptor.accept(io)))
+                    .await;
             match handshake {
+                Ok(Ok(tls_stream)) if tls_stream.get_ref().1.alpn_protocol() == Some(b"h2") => {
+                    Box::pin(protocol::serve_h2(
+                        state, info, tls_stream, limits, shutdown,
+                    ))
+                    .await
+                }
                 Ok(Ok(tls_stream)) => {
                     let io = FramingWatch::new(tls_stream, max_head, ambiguous_framing);
-                    serve_http(state, info, io, limits, shutdown).await
+                    Box::pin(protocol::serve_h1(state, info, io, limits, shutdown)).await
                 }
                 Ok(Err(error)) => {
                     tracing::info!(gate = %gate, peer = %show_addr(peer), %error, "TLS handshake failed")
@@ -119,6 +190,30 @@ pub(super) async fn serve(
                     tracing::info!(gate = %gate, peer = %show_addr(peer), "TLS handshake timed out")
                 }
             }
+        }
+    }
+}
+
+/// Reads until the first bytes show whether the client speaks HTTP/2 with
+/// prior knowledge (RFC 9113 section 3.4), keeping them in `buf`. A request
+/// line differs from the preface by its first or second byte, so this seldom
+/// reads at all.
+async fn starts_with_h2_preface(
+    stream: &mut TcpStream,
+    buf: &mut BytesMut,
+) -> std::io::Result<bool> {
+    const PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+    loop {
+        let seen = buf.len().min(PREFACE.len());
+        if buf[..seen] != PREFACE[..seen] {
+            return Ok(false);
+        }
+        if seen == PREFACE.len() {
+            return Ok(true);
+        }
+        if stream.read_buf(buf).await? == 0 {
+            // Closed early: HTTP/1.1 sees the end and closes.
+            return Ok(false);
         }
     }
 }
@@ -210,136 +305,4 @@ pub(super) fn refuse(gate: Gate, peer: SocketAddr, refusal: Refusal, detail: &st
         detail,
         "Connection refused"
     );
-}
-
-async fn serve_http<I>(
-    state: Arc<State>,
-    info: ConnectionInfo,
-    io: I,
-    limits: Limits,
-    mut shutdown: watch::Receiver<bool>,
-) where
-    I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
-{
-    let (gate, peer) = (info.gate, info.peer);
-    let info = Arc::new(info);
-    let activity = Arc::new(Activity::new());
-    let service = {
-        let activity = activity.clone();
-        service_fn(move |request| {
-            let activity = activity.clone();
-            activity.request_started();
-            let done = move || activity.request_ended();
-            proxy::handle(state.clone(), info.clone(), request, done)
-        })
-    };
-
-    let builder = http_builder(&limits);
-    let connection = builder.serve_connection_with_upgrades(TokioIo::new(io), service);
-    tokio::pin!(connection);
-
-    let idle_limit = limits.client_idle_timeout;
-    let mut draining = *shutdown.borrow();
-    if draining {
-        connection.as_mut().graceful_shutdown();
-    }
-    loop {
-        let next_check = activity.idle_deadline(idle_limit);
-        tokio::select! {
-            result = connection.as_mut() => {
-                if let Err(error) = result {
-                    log_connection_error(gate, peer, error.as_ref());
-                }
-                return;
-            }
-            _ = tokio::time::sleep_until(next_check), if !draining => {
-                if activity.idle_for() >= idle_limit {
-                    draining = true;
-                    connection.as_mut().graceful_shutdown();
-                }
-            }
-            _ = shutdown.changed(), if !draining => {
-                draining = true;
-                connection.as_mut().graceful_shutdown();
-            }
-        }
-    }
-}
-
-/// Logs why hyper closed a client connection. A request that hyper itself
-/// rejects (malformed, or a head too large: 400 or 431) never reaches the
-/// request pipeline, so this is its log line.
-fn log_connection_error(gate: Gate, peer: SocketAddr, error: &(dyn std::error::Error + 'static)) {
-    let kind = match error.downcast_ref::<hyper::Error>() {
-        Some(e) if e.is_parse_too_large() => "request_head_too_large",
-        Some(e) if e.is_parse() => "malformed_request",
-        Some(e) if e.is_timeout() => "request_head_timeout",
-        _ => {
-            tracing::debug!(gate = %gate, peer = %show_addr(peer), %error, "Client connection ended with an error");
-            return;
-        }
-    };
-    metrics::record_client_error(gate, kind);
-    tracing::info!(gate = %gate, peer = %show_addr(peer), reason = kind, %error, "Request rejected before routing");
-}
-
-fn http_builder(limits: &Limits) -> auto::Builder<TokioExecutor> {
-    let mut builder = auto::Builder::new(TokioExecutor::new());
-    builder
-        .http1()
-        .timer(TokioTimer::new())
-        .header_read_timeout(limits.header_read_timeout)
-        // hyper responds with 431 when the request head outgrows this buffer.
-        .max_buf_size(limits.max_header_bytes)
-        .keep_alive(true);
-    builder
-        .http2()
-        .timer(TokioTimer::new())
-        .max_header_list_size(limits.max_header_bytes as u32)
-        .max_concurrent_streams(Some(250))
-        .keep_alive_interval(Some(Duration::from_secs(30)));
-    builder
-}
-
-// === impl Activity ===
-
-impl Activity {
-    fn new() -> Self {
-        Activity {
-            in_flight: AtomicUsize::new(0),
-            idle_since: std::sync::Mutex::new(Instant::now()),
-        }
-    }
-
-    fn request_started(&self) {
-        self.in_flight.fetch_add(1, Ordering::SeqCst);
-    }
-
-    fn request_ended(&self) {
-        if self.in_flight.fetch_sub(1, Ordering::SeqCst) == 1 {
-            *self.idle_since.lock().unwrap_or_else(|e| e.into_inner()) = Instant::now();
-        }
-    }
-
-    /// Returns how long the connection has had no request in flight.
-    fn idle_for(&self) -> Duration {
-        if self.in_flight.load(Ordering::SeqCst) > 0 {
-            return Duration::ZERO;
-        }
-        self.idle_since
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .elapsed()
-    }
-
-    fn idle_deadline(&self, limit: Duration) -> Instant {
-        let since = *self.idle_since.lock().unwrap_or_else(|e| e.into_inner());
-        let deadline = since + limit;
-        // While requests are in flight, look again after one full period.
-        if self.in_flight.load(Ordering::SeqCst) > 0 {
-            Instant::now() + limit
-        } else {
-            deadline
-        }
-    }
 }

@@ -1,6 +1,8 @@
 //! Listeners: the two gates and the admin endpoints.
 
+mod activity;
 pub mod admin;
 mod connection;
 pub mod listener;
+mod protocol;
 pub mod tls;

@@ -1,0 +1,283 @@
+//! HTTP on an admitted connection: HTTP/2 when the client chose it (by ALPN,
+//! or by the prior-knowledge preface on plain TCP), HTTP/1.1 otherwise.
+//!
+//! An HTTP/1.1 connection that stays idle is parked: hyper's connection
+//! state, with its read and write buffers (8 KiB each), is dropped, and only
+//! the socket waits for the next request. When bytes arrive, a new hyper
+//! connection takes over where the last one stopped. nginx frees the buffers
+//! of an idle keep-alive connection in the same way; BENCHMARKS.md has the
+//! memory this saves.
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use http::{Request, Response};
+use hyper::body::Incoming;
+use hyper::server::conn::{http1, http2};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::TcpStream;
+use tokio::sync::watch;
+use tokio::time::Instant;
+
+use super::activity::Activity;
+use crate::config::Limits;
+use crate::http::Body;
+use crate::net::framing::FramingWatch;
+use crate::net::prefixed::PrefixedIo;
+use crate::policy::admission::Gate;
+use crate::proxy::{self, ConnectionInfo};
+use crate::runtime::state::State;
+use crate::telemetry::access::show_addr;
+use crate::telemetry::metrics;
+
+/// How long an HTTP/1.1 connection waits with no request in flight before
+/// it is parked. A busy keep-alive client sends its next request sooner, so
+/// it keeps its hyper state. Each resume costs one new hyper connection.
+const PARK_AFTER: Duration = Duration::from_millis(50);
+
+/// A client stream that may be parked: plain TCP, whose socket can wait for
+/// bytes without a buffer. A TLS session keeps its own buffers, so it is
+/// never parked.
+pub(super) trait Park {
+    /// Returns the socket to wait on, or `None` when the stream cannot
+    /// park.
+    fn socket(&self) -> Option<&TcpStream>;
+}
+
+impl Park for PrefixedIo<TcpStream> {
+    fn socket(&self) -> Option<&TcpStream> {
+        Some(self.get_ref())
+    }
+}
+
+impl<S> Park for tokio_rustls::server::TlsStream<S> {
+    fn socket(&self) -> Option<&TcpStream> {
+        None
+    }
+}
+
+type Service = Box<
+    dyn Fn(
+            Request<Incoming>,
+        ) -> Pin<Box<dyn Future<Output = Result<Response<Body>, Infallible>> + Send>>
+        + Send
+        + Sync,
+>;
+
+/// Serves HTTP/2 on `io` until the connection ends or the gateway shuts
+/// down.
+pub(super) async fn serve_h2<I>(
+    state: Arc<State>,
+    info: ConnectionInfo,
+    io: I,
+    limits: Limits,
+    shutdown: watch::Receiver<bool>,
+) where
+    I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let (gate, peer) = (info.gate, info.peer);
+    let activity = Arc::new(Activity::new());
+    let service = service(state, Arc::new(info), activity.clone());
+    let mut builder = http2::Builder::new(TokioExecutor::new());
+    builder
+        .timer(TokioTimer::new())
+        .max_header_list_size(limits.max_header_bytes as u32)
+        .max_concurrent_streams(Some(250))
+        .keep_alive_interval(Some(Duration::from_secs(30)));
+    let connection =
+        builder.serve_connection(TokioIo::new(io), hyper::service::service_fn(service));
+    tokio::pin!(connection);
+
+    let mut watch = Watch::new(activity, limits.client_idle_timeout, shutdown);
+    let result = loop {
+        tokio::select! {
+            result = connection.as_mut() => break result,
+            _ = watch.next(None) => connection.as_mut().graceful_shutdown(),
+        }
+    };
+    if let Err(error) = result {
+        log_connection_error(gate, peer, &error);
+    }
+}
+
+/// Serves HTTP/1.1 on `io`, parking the connection while it is idle, until
+/// it ends, the client upgrades it, or the gateway shuts down.
+pub(super) async fn serve_h1<I>(
+    state: Arc<State>,
+    info: ConnectionInfo,
+    mut io: FramingWatch<I>,
+    limits: Limits,
+    shutdown: watch::Receiver<bool>,
+) where
+    I: AsyncRead + AsyncWrite + Park + Unpin + Send + 'static,
+{
+    let (gate, peer) = (info.gate, info.peer);
+    let info = Arc::new(info);
+    let activity = Arc::new(Activity::new());
+    let service = Arc::new(service(state, info.clone(), activity.clone()));
+    let mut builder = http1::Builder::new();
+    builder
+        .timer(TokioTimer::new())
+        .header_read_timeout(limits.header_read_timeout)
+        // hyper responds with 431 when the request head outgrows this buffer.
+        .max_buf_size(limits.max_header_bytes)
+        .keep_alive(true);
+    let mut watch = Watch::new(activity, limits.client_idle_timeout, shutdown);
+    // Parking needs a socket to wait on, and the client between requests,
+    // because hyper responds to a half-read request with `Connection: close`.
+    let boundary = io.boundary();
+    let can_park = io.get_ref().socket().is_some();
+
+    loop {
+        let service = service.clone();
+        let service = hyper::service::service_fn(move |request| service(request));
+        // Boxed, so that the memory of hyper's state goes when the
+        // connection parks.
+        let mut connection = Box::pin(builder.serve_connection(TokioIo::new(io), service));
+        let mut parking = false;
+        let result = loop {
+            tokio::select! {
+                result = std::future::poll_fn(|cx| connection.as_mut().poll_without_shutdown(cx)) => break result,
+                ending = watch.next(can_park.then_some(&*boundary)) => {
+                    parking = ending == Ending::Park;
+                    connection.as_mut().graceful_shutdown();
+                }
+            }
+        };
+        if let Err(error) = result {
+            log_connection_error(gate, peer, &error);
+            return;
+        }
+        let parts = Pin::into_inner(connection).into_parts();
+        io = parts.io.into_inner();
+        if !parts.read_buf.is_empty() {
+            io.unread(parts.read_buf);
+        }
+        if info.upgrade.is_expected() {
+            let _ = info.upgrade.fill(Box::new(io));
+            return;
+        }
+        if !parking {
+            return;
+        }
+        if !io.has_unread() && !watch.park(io.get_ref()).await {
+            return;
+        }
+    }
+}
+
+/// Builds the request handler of one connection.
+fn service(state: Arc<State>, info: Arc<ConnectionInfo>, activity: Arc<Activity>) -> Service {
+    Box::new(move |request| {
+        activity.request_started();
+        let activity = activity.clone();
+        let done = move || activity.request_ended();
+        Box::pin(proxy::handle(state.clone(), info.clone(), request, done))
+    })
+}
+
+/// The reason a connection's hyper state ends while the connection is idle.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Ending {
+    /// Park it and keep the socket.
+    Park,
+    /// Close it: idle too long, or the gateway is shutting down.
+    Close,
+}
+
+/// The idle and shutdown timers of one connection.
+struct Watch {
+    activity: Arc<Activity>,
+    idle_limit: Duration,
+    shutdown: watch::Receiver<bool>,
+    closing: bool,
+}
+
+impl Watch {
+    fn new(activity: Arc<Activity>, idle_limit: Duration, shutdown: watch::Receiver<bool>) -> Self {
+        Watch {
+            activity,
+            idle_limit,
+            shutdown,
+            closing: false,
+        }
+    }
+
+    /// Resolves when the connection should stop taking requests: parked
+    /// after [`PARK_AFTER`] idle when it has a `boundary` flag that is set,
+    /// closed after the idle limit or when the gateway shuts down. Resolves once for a close,
+    /// then never again.
+    async fn next(&mut self, boundary: Option<&AtomicBool>) -> Ending {
+        let parkable = || boundary.is_some_and(|b| b.load(Ordering::Relaxed));
+        if self.closing {
+            return std::future::pending().await;
+        }
+        if *self.shutdown.borrow() {
+            self.closing = true;
+            return Ending::Close;
+        }
+        loop {
+            // Idle long enough but mid-request: look again a little later.
+            let park_at = boundary.is_some().then(|| {
+                let at = self.activity.idle_deadline(PARK_AFTER);
+                at.max(Instant::now() + PARK_AFTER * u32::from(!parkable()))
+            });
+            let close_at = self.activity.idle_deadline(self.idle_limit);
+            let wake = park_at.map_or(close_at, |park| park.min(close_at));
+            tokio::select! {
+                _ = tokio::time::sleep_until(wake) => {}
+                _ = self.shutdown.changed() => {
+                    self.closing = true;
+                    return Ending::Close;
+                }
+            }
+            let idle = self.activity.idle_for();
+            if idle >= self.idle_limit {
+                self.closing = true;
+                return Ending::Close;
+            }
+            if parkable() && idle >= PARK_AFTER {
+                return Ending::Park;
+            }
+        }
+    }
+
+    /// Waits on a parked connection's socket for the next request. Returns
+    /// false when the connection should close instead: idle too long, or the
+    /// gateway is shutting down.
+    async fn park(&mut self, socket: &impl Park) -> bool {
+        let Some(socket) = socket.socket() else {
+            return true;
+        };
+        let close_at = self.activity.idle_deadline(self.idle_limit);
+        tokio::select! {
+            ready = socket.readable() => ready.is_ok(),
+            _ = tokio::time::sleep_until(close_at) => false,
+            _ = self.shutdown.changed() => false,
+        }
+    }
+}
+
+/// Logs why hyper closed a client connection. A request that hyper itself
+/// rejects (malformed, or a head too large: 400 or 431) never reaches the
+/// request pipeline, so this is its log line.
+fn log_connection_error(gate: Gate, peer: SocketAddr, error: &hyper::Error) {
+    let kind = if error.is_parse_too_large() {
+        "request_head_too_large"
+    } else if error.is_parse() {
+        "malformed_request"
+    } else if error.is_timeout() {
+        "request_head_timeout"
+    } else {
+        tracing::debug!(gate = %gate, peer = %show_addr(peer), %error, "Client connection ended with an error");
+        return;
+    };
+    metrics::record_client_error(gate, kind);
+    tracing::info!(gate = %gate, peer = %show_addr(peer), reason = kind, %error, "Request rejected before routing");
+}
