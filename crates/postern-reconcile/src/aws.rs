@@ -158,8 +158,9 @@ impl fmt::Display for AwsError {
         match self.kind {
             ErrorKind::AccessDenied => write!(
                 f,
-                "{call} on {resource} was denied ({detail}); allow ec2:{call} or \
-                 elasticloadbalancing:{call} for the credentials that postern reconcile uses"
+                "{call} on {resource} was denied ({detail}); allow {}:{call} for the \
+                 credentials that postern reconcile uses",
+                iam_service(call)
             ),
             ErrorKind::NotFound => write!(
                 f,
@@ -171,6 +172,14 @@ impl fmt::Display for AwsError {
 }
 
 impl std::error::Error for AwsError {}
+
+/// Returns the IAM service prefix of an API action.
+fn iam_service(call: &str) -> &'static str {
+    match call {
+        "DescribeLoadBalancers" | "DescribeTags" => "elasticloadbalancing",
+        _ => "ec2",
+    }
+}
 
 #[cfg(test)]
 mod tests {
@@ -198,7 +207,8 @@ mod tests {
         );
         let message = error.to_string();
         assert!(message.contains("AcceptVpcEndpointConnections on vpce-svc-0a1b2c3d"));
-        assert!(message.contains("ec2:AcceptVpcEndpointConnections"));
+        assert!(message.contains("allow ec2:AcceptVpcEndpointConnections"));
+        assert_eq!(iam_service("DescribeTags"), "elasticloadbalancing");
         assert!(message.contains("not authorized"));
     }
 }

@@ -153,6 +153,7 @@ async fn accept(clients: &Clients, service_id: &str, plan: &Plan) -> Result<(), 
     if ids.is_empty() {
         return Ok(());
     }
+    const CALL: &str = "AcceptVpcEndpointConnections";
     let output = clients
         .ec2
         .accept_vpc_endpoint_connections()
@@ -160,8 +161,8 @@ async fn accept(clients: &Clients, service_id: &str, plan: &Plan) -> Result<(), 
         .set_vpc_endpoint_ids(Some(ids))
         .send()
         .await
-        .map_err(|e| AwsError::from_sdk("AcceptVpcEndpointConnections", service_id, e))?;
-    check_items("AcceptVpcEndpointConnections", output.unsuccessful())
+        .map_err(|e| AwsError::from_sdk(CALL, service_id, e))?;
+    check_items(CALL, output.unsuccessful())
 }
 
 async fn reject(clients: &Clients, service_id: &str, plan: &Plan) -> Result<(), AwsError> {
@@ -173,6 +174,7 @@ async fn reject(clients: &Clients, service_id: &str, plan: &Plan) -> Result<(), 
     if ids.is_empty() {
         return Ok(());
     }
+    const CALL: &str = "RejectVpcEndpointConnections";
     let output = clients
         .ec2
         .reject_vpc_endpoint_connections()
@@ -180,8 +182,8 @@ async fn reject(clients: &Clients, service_id: &str, plan: &Plan) -> Result<(), 
         .set_vpc_endpoint_ids(Some(ids))
         .send()
         .await
-        .map_err(|e| AwsError::from_sdk("RejectVpcEndpointConnections", service_id, e))?;
-    check_items("RejectVpcEndpointConnections", output.unsuccessful())
+        .map_err(|e| AwsError::from_sdk(CALL, service_id, e))?;
+    check_items(CALL, output.unsuccessful())
 }
 
 /// Turns the first item that a batch call could not process into an error.
