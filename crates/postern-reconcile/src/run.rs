@@ -56,14 +56,20 @@ pub async fn run(args: &Args) -> ExitCode {
         };
     };
 
-    let mut stop = std::pin::pin!(termination());
+    // A task of its own installs the signal handlers during the first run,
+    // so a signal that arrives mid-run ends the loop after that run.
+    let (stopped, mut stop) = tokio::sync::oneshot::channel();
+    tokio::spawn(async move {
+        termination().await;
+        let _ = stopped.send(());
+    });
     loop {
         if let Err(error) = run_once(args).await {
             eprintln!("error: {error}; the next run starts in {interval:?}");
         }
         tokio::select! {
             () = tokio::time::sleep(interval) => {}
-            () = &mut stop => {
+            _ = &mut stop => {
                 println!("stopping on a termination signal");
                 return ExitCode::SUCCESS;
             }

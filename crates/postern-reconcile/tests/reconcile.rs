@@ -364,3 +364,61 @@ async fn endpoints_written_to_config_map() {
         failed.stderr
     );
 }
+
+#[tokio::test]
+async fn watch_repeats_until_sigterm() {
+    use tokio::io::{AsyncBufReadExt, BufReader};
+
+    let cloud = Cloud::start().await;
+    cloud.create_private_balancer().await;
+    let dir = tempfile::tempdir().unwrap();
+    let vars = write_vars(dir.path(), &vars(&[ALLOWED_PRINCIPAL], 9));
+    let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_postern-reconcile"));
+    command
+        .args(["--config", vars.to_str().unwrap(), "--watch", "200ms"])
+        .stdout(std::process::Stdio::piped())
+        .kill_on_drop(true);
+    for (key, value) in cloud.environment() {
+        command.env(key, value);
+    }
+    let mut child = command.spawn().unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+
+    // The first run creates the service, and a later one finds nothing to
+    // change.
+    let mut seen = Vec::new();
+    let limit = std::time::Duration::from_secs(60);
+    while !seen.iter().any(|l: &String| l == "plan: no changes") {
+        let line = tokio::time::timeout(limit, lines.next_line())
+            .await
+            .unwrap_or_else(|_| panic!("no second run within {limit:?}: {seen:?}"))
+            .unwrap()
+            .unwrap_or_else(|| panic!("reconcile --watch exited: {seen:?}"));
+        seen.push(line);
+    }
+    assert!(
+        seen.iter()
+            .any(|l| l.starts_with("plan: create endpoint service")),
+        "{seen:?}"
+    );
+
+    let pid = child.id().unwrap().to_string();
+    let kill = std::process::Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap();
+    assert!(kill.success());
+    while let Ok(Some(line)) = lines.next_line().await {
+        seen.push(line);
+    }
+    let status = tokio::time::timeout(std::time::Duration::from_secs(10), child.wait())
+        .await
+        .expect("reconcile --watch did not stop on SIGTERM")
+        .unwrap();
+    assert!(status.success(), "{status:?}");
+    assert_eq!(
+        seen.last().map(String::as_str),
+        Some("stopping on a termination signal")
+    );
+    assert_eq!(cloud.services().await.len(), 1);
+}
