@@ -34,7 +34,7 @@ pub enum RunError {
     ConfigMap(#[from] ConfigMapError),
 }
 
-/// Where the endpoints file goes.
+/// The destination of the endpoints file.
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Target {
     File(PathBuf),

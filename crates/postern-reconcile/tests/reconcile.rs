@@ -310,7 +310,7 @@ async fn endpoints_written_to_config_map() {
     );
     let vars = write_vars(dir.path(), &vars(&[ALLOWED_PRINCIPAL], 9));
     let program = Path::new(env!("CARGO_BIN_EXE_postern-reconcile"));
-    let env = [("KUBECONFIG", kube.kubeconfig.as_path())];
+    let env = [("KUBECONFIG", kube.kubeconfig.to_str().unwrap())];
     let args = [
         "--config",
         vars.to_str().unwrap(),
@@ -421,4 +421,33 @@ async fn watch_repeats_until_sigterm() {
         Some("stopping on a termination signal")
     );
     assert_eq!(cloud.services().await.len(), 1);
+}
+
+#[tokio::test]
+async fn access_denied_names_call_and_resource() {
+    let cloud = Cloud::start().await;
+    let balancer = cloud.create_private_balancer().await;
+    let dir = tempfile::tempdir().unwrap();
+    let vars = write_vars(dir.path(), &vars(&[ALLOWED_PRINCIPAL], 9));
+    let (key_id, secret) = cloud
+        .create_user_allowed(&["ec2:Describe*", "elasticloadbalancing:Describe*"])
+        .await;
+    cloud.enforce_iam().await;
+
+    let env = [
+        ("AWS_ACCESS_KEY_ID", key_id.as_str()),
+        ("AWS_SECRET_ACCESS_KEY", secret.as_str()),
+    ];
+    let program = Path::new(env!("CARGO_BIN_EXE_postern-reconcile"));
+    let run = run_command_with(program, &["--config", vars.to_str().unwrap()], &cloud, &env).await;
+
+    assert!(!run.success, "{}", run.stdout);
+    let expected = format!("CreateVpcEndpointServiceConfiguration on {balancer} was denied");
+    assert!(run.stderr.contains(&expected), "{}", run.stderr);
+    assert!(
+        run.stderr
+            .contains("allow ec2:CreateVpcEndpointServiceConfiguration"),
+        "{}",
+        run.stderr
+    );
 }

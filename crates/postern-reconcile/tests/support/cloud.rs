@@ -5,7 +5,13 @@ use aws_sdk_ec2::config::{BehaviorVersion, Credentials, Region};
 use aws_sdk_ec2::types::{Filter, ServiceConfiguration};
 use aws_sdk_elasticloadbalancingv2::types::{LoadBalancerSchemeEnum, LoadBalancerTypeEnum, Tag};
 
-use super::fake_ec2::FakeEc2;
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
+
+use super::fake_ec2::{FakeEc2, element};
 use super::moto::Moto;
 use super::*;
 
@@ -175,10 +181,72 @@ impl Cloud {
         principals
     }
 
+    /// Creates an IAM user in moto whose policy allows `actions` only, and
+    /// returns its access key id and secret.
+    pub async fn create_user_allowed(&self, actions: &[&str]) -> (String, String) {
+        let policy = serde_json::json!({
+            "Version": "2012-10-17",
+            "Statement": [{ "Effect": "Allow", "Action": actions, "Resource": "*" }],
+        });
+        self.iam(&[("Action", "CreateUser"), ("UserName", "reconcile")])
+            .await;
+        self.iam(&[
+            ("Action", "PutUserPolicy"),
+            ("UserName", "reconcile"),
+            ("PolicyName", "reconcile"),
+            ("PolicyDocument", &policy.to_string()),
+        ])
+        .await;
+        let created = self
+            .iam(&[("Action", "CreateAccessKey"), ("UserName", "reconcile")])
+            .await;
+        let field = |name| element(&created, name).expect("an access key in moto's response");
+        (field("AccessKeyId"), field("SecretAccessKey"))
+    }
+
+    /// Makes moto check every later request's signature and IAM policy.
+    pub async fn enforce_iam(&self) {
+        let request = hyper::Request::post(format!("{}/moto-api/reset-auth", self.moto.url))
+            .header("content-type", "text/plain")
+            .body(Full::new(Bytes::from_static(b"0")))
+            .unwrap();
+        let response = http_client().request(request).await.unwrap();
+        assert!(response.status().is_success(), "{response:?}");
+    }
+
+    /// Sends one IAM Query API call to moto, which serves IAM without
+    /// checking signatures until [`Cloud::enforce_iam`], and returns the
+    /// response body.
+    async fn iam(&self, params: &[(&str, &str)]) -> String {
+        let body: String = form_urlencoded::Serializer::new(String::new())
+            .extend_pairs(params.iter().copied().chain([("Version", "2010-05-08")]))
+            .finish();
+        // moto picks the service from the credential scope.
+        let authorization = format!(
+            "AWS4-HMAC-SHA256 Credential={OPERATOR_KEY}/20260101/{REGION}/iam/aws4_request, \
+             SignedHeaders=host, Signature=0"
+        );
+        let request = hyper::Request::post(format!("{}/", self.moto.url))
+            .header("content-type", "application/x-www-form-urlencoded")
+            .header("authorization", authorization)
+            .body(Full::new(Bytes::from(body)))
+            .unwrap();
+        let response = http_client().request(request).await.unwrap();
+        let status = response.status();
+        let text = response.into_body().collect().await.unwrap().to_bytes();
+        let text = String::from_utf8_lossy(&text).into_owned();
+        assert!(status.is_success(), "IAM {params:?}: {status} {text}");
+        text
+    }
+
     /// Returns the Actions that reached EC2 since `from` actions ago.
     pub fn actions_since(&self, from: usize) -> Vec<String> {
         self.fake.actions()[from..].to_vec()
     }
+}
+
+fn http_client() -> Client<HttpConnector, Full<Bytes>> {
+    Client::builder(TokioExecutor::new()).build_http()
 }
 
 fn credentials(access_key: &str) -> Credentials {

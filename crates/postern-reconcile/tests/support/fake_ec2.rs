@@ -19,7 +19,8 @@
 //!   state rules: only `pendingAcceptance` connections can be accepted, and
 //!   accepted ones become `available`.
 //!
-//! Signatures are not checked, as moto does not check them either.
+//! The fake checks no signature. moto checks them only once a test turns
+//! on its IAM enforcement, and then only on the calls it serves.
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
@@ -160,10 +161,10 @@ async fn handle(
             .map(|p| p.as_str())
             .unwrap_or("/")
     ));
+    // Every header goes along, Host included, so that moto can check the
+    // SigV4 signature when it enforces IAM policies.
     for (name, value) in &parts.headers {
-        if name != hyper::header::HOST {
-            forward = forward.header(name, value);
-        }
+        forward = forward.header(name, value);
     }
     let response = client
         .request(forward.body(Full::new(body.clone())).unwrap())
@@ -359,9 +360,9 @@ fn filter_values(params: &HashMap<String, String>, name: &str) -> Vec<String> {
         .collect()
 }
 
-/// Returns the text of the first `<name>` element. The XML that moto
-/// writes for CreateVpcEndpoint has it exactly once, unnested.
-fn element(xml: &str, name: &str) -> Option<String> {
+/// Returns the text of the first `<name>` element. The moto responses read
+/// here have it exactly once, unnested.
+pub fn element(xml: &str, name: &str) -> Option<String> {
     let open = format!("<{name}>");
     let start = xml.find(&open)? + open.len();
     let end = xml[start..].find(&format!("</{name}>"))? + start;

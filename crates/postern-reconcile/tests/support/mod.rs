@@ -113,7 +113,7 @@ pub async fn run_command_with(
     program: &Path,
     args: &[&str],
     cloud: &Cloud,
-    extra: &[(&str, &Path)],
+    extra: &[(&str, &str)],
 ) -> Run {
     let mut command = tokio::process::Command::new(program);
     command.args(args).kill_on_drop(true);
