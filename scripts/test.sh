@@ -3,12 +3,12 @@
 # unit and integration tests (the real binary on loopback sockets), and the
 # end-to-end tests with a real LiteLLM proxy and the official openai client.
 #
-# It installs what the tests need: the Python packages of tests/e2e and
-# tests/k8s go into venvs under target/ (tests/e2e/run.sh,
-# tests/k8s/validate.sh), and the test OpenID provider (npm oidc-provider)
-# into tests/idp/node_modules (tests/idp/setup.sh, which installs Node.js
-# with apt-get when it is missing). Nothing else is needed beyond a Rust
-# toolchain and Python 3.11.
+# It installs what the tests need: the Python packages of tests/aws,
+# tests/e2e and tests/k8s go into venvs under target/
+# (tests/aws/install-moto.sh, tests/e2e/run.sh, tests/k8s/validate.sh), and
+# the test OpenID provider (npm oidc-provider) into tests/idp/node_modules
+# (tests/idp/setup.sh, which installs Node.js with apt-get when it is
+# missing). Nothing else is needed beyond a Rust toolchain and Python 3.11.
 #
 # Environment:
 #   SKIP_E2E=1   skip the LiteLLM tests (they download about 760 MB once)
@@ -28,8 +28,11 @@ cargo clippy --workspace --all-targets --locked -- -D warnings
 step "test OpenID provider (npm oidc-provider)"
 tests/idp/setup.sh
 
+step "moto for the postern reconcile tests"
+tests/aws/install-moto.sh
+
 step "cargo test (unit and integration tests)"
-cargo test --workspace --locked
+POSTERN_MOTO_SERVER="$repo/target/moto-venv/bin/moto_server" cargo test --workspace --locked
 
 step "Kubernetes manifests: postern render checked against the API schemas"
 cargo build --locked --bin postern

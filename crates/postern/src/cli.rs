@@ -69,6 +69,22 @@ pub enum Command {
         #[arg(long, value_name = "NAMESPACE", default_value = crate::render::DEFAULT_NAMESPACE)]
         namespace: String,
     },
+    /// Bring the private gate's AWS PrivateLink endpoint service in line with
+    /// a vars file, and write the endpoints file.
+    ///
+    /// Runs the `postern-reconcile` binary, found next to this one or else on
+    /// PATH, with all the arguments that follow; `postern reconcile --help`
+    /// lists them.
+    #[command(disable_help_flag = true)]
+    Reconcile {
+        /// Arguments for postern-reconcile, such as --config FILE --dry-run.
+        #[arg(
+            trailing_var_arg = true,
+            allow_hyphen_values = true,
+            value_name = "ARGS"
+        )]
+        args: Vec<std::ffi::OsString>,
+    },
     /// Run a demo on loopback: a built-in config, demo upstreams, and
     /// ready-to-paste curl commands for every path through both gates.
     Quickstart {
@@ -134,4 +150,56 @@ pub enum ClientCommand {
         #[arg(value_name = "ID")]
         id: String,
     },
+}
+
+/// The binary that implements `postern reconcile`. It is built from its own
+/// crate so that the gateway builds without the AWS SDK.
+pub const RECONCILE_BINARY: &str = "postern-reconcile";
+
+/// Runs [`RECONCILE_BINARY`] with `args`, the way git and cargo run their
+/// external subcommands: the binary next to the current executable first,
+/// then the one on PATH. On Unix the process is replaced, so signals reach
+/// the reconcile run directly. Returns only on failure, with its message,
+/// or with the exit code where the process cannot be replaced.
+pub fn run_reconcile(args: &[std::ffi::OsString]) -> Result<std::process::ExitCode, String> {
+    let sibling = std::env::current_exe()
+        .ok()
+        .map(|exe| exe.with_file_name(RECONCILE_BINARY))
+        .filter(|path| path.is_file());
+    // Command searches PATH itself when given a bare name.
+    let program = sibling
+        .clone()
+        .unwrap_or_else(|| PathBuf::from(RECONCILE_BINARY));
+    let mut command = std::process::Command::new(&program);
+    command.args(args);
+    let not_found = |error: std::io::Error| {
+        let beside = std::env::current_exe()
+            .map(|exe| exe.with_file_name(RECONCILE_BINARY).display().to_string())
+            .unwrap_or_else(|_| format!("(the folder of postern)/{RECONCILE_BINARY}"));
+        if error.kind() == std::io::ErrorKind::NotFound {
+            format!(
+                "postern reconcile needs the {RECONCILE_BINARY} binary, which was found neither at \
+                 {beside} nor on PATH; build it with `cargo build --release -p postern-reconcile` \
+                 (or `cargo install --path crates/postern-reconcile`) and put it next to postern"
+            )
+        } else {
+            format!("cannot run {}: {error}", program.display())
+        }
+    };
+
+    #[cfg(unix)]
+    {
+        use std::os::unix::process::CommandExt;
+        // exec returns only when it failed.
+        Err(not_found(command.exec()))
+    }
+    #[cfg(not(unix))]
+    {
+        let status = command.status().map_err(not_found)?;
+        let code = status
+            .code()
+            .and_then(|c| u8::try_from(c).ok())
+            .unwrap_or(1);
+        Ok(std::process::ExitCode::from(code))
+    }
 }

@@ -50,6 +50,13 @@ fn main() -> ExitCode {
             image,
             namespace,
         } => render_manifests(&config, &out, render::Options { image, namespace }),
+        Command::Reconcile { args } => match postern::cli::run_reconcile(&args) {
+            Ok(code) => code,
+            Err(message) => {
+                eprintln!("error: {message}");
+                ExitCode::from(2)
+            }
+        },
         Command::Quickstart { port } => {
             telemetry::init_logging();
             postern::runtime::workers::set_count(postern::runtime::workers::default_count());

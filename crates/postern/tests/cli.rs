@@ -402,3 +402,27 @@ fn missing_command_fails_with_usage() {
     assert_eq!(output.status.code(), Some(2));
     assert!(text(&output.stderr).contains("Usage: postern <COMMAND>"));
 }
+
+#[test]
+fn reconcile_missing_binary_names_paths() {
+    // A copy of postern in a folder of its own has no postern-reconcile
+    // beside it, and an empty PATH has none either.
+    let dir = tempfile::tempdir().unwrap();
+    let copy = dir.path().join("postern");
+    std::fs::copy(env!("CARGO_BIN_EXE_postern"), &copy).unwrap();
+    let output = std::process::Command::new(&copy)
+        .args(["reconcile", "--config", "vars.yaml", "--dry-run"])
+        .env("PATH", dir.path().join("empty"))
+        .output()
+        .unwrap();
+
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = text(&output.stderr);
+    let beside = dir.path().join("postern-reconcile");
+    assert!(stderr.contains(&beside.display().to_string()), "{stderr}");
+    assert!(stderr.contains("nor on PATH"), "{stderr}");
+    assert!(
+        stderr.contains("cargo build --release -p postern-reconcile"),
+        "{stderr}"
+    );
+}

@@ -60,7 +60,8 @@ impl EndpointState {
             .unwrap_or("unknown")
     }
 
-    fn parse(text: &str) -> Result<Self, String> {
+    /// Reads a state as EC2 writes it, such as `pendingAcceptance`.
+    pub fn parse(text: &str) -> Result<Self, String> {
         Self::NAMES
             .iter()
             .find(|(n, _)| *n == text)

@@ -93,6 +93,9 @@ pub struct GateConfig {
 pub struct PrivateGate {
     pub gate: GateConfig,
     pub allowed_principals: Vec<Principal>,
+    /// Regions besides `cluster.region` whose VPC endpoints may connect, as
+    /// the endpoint service's supported regions.
+    pub supported_regions: Vec<String>,
     pub endpoints_file: Option<EndpointsFile>,
 }
 
@@ -163,27 +166,39 @@ pub struct Problems(pub Vec<Problem>);
 impl Config {
     /// Reads and validates a vars file.
     pub fn load(path: &Path) -> Result<Config, Problems> {
-        let text = std::fs::read_to_string(path).map_err(|e| {
-            Problems(vec![Problem {
-                file: path.to_owned(),
-                line: 0,
-                column: 0,
-                path: String::new(),
-                message: format!("cannot read the file: {e}"),
-            }])
-        })?;
+        let text = read_text(path)?;
         Config::from_text(path, &text)
     }
 
     /// Validates vars text as if it were read from `path`.
     pub fn from_text(path: &Path, text: &str) -> Result<Config, Problems> {
-        vars::decode(path, text)
+        vars::decode(path, text, vars::TlsCheck::Read)
+    }
+
+    /// Reads and validates a vars file like [`Config::load`], but leaves the
+    /// TLS files it names unread, for tools that do not serve traffic and
+    /// run where those files are not mounted, such as the reconcile job.
+    pub fn load_without_tls_files(path: &Path) -> Result<Config, Problems> {
+        let text = read_text(path)?;
+        vars::decode(path, &text, vars::TlsCheck::Skip)
     }
 
     /// Enabled apps only.
     pub fn enabled_apps(&self) -> impl Iterator<Item = &App> {
         self.apps.values().filter(|a| a.enabled)
     }
+}
+
+fn read_text(path: &Path) -> Result<String, Problems> {
+    std::fs::read_to_string(path).map_err(|e| {
+        Problems(vec![Problem {
+            file: path.to_owned(),
+            line: 0,
+            column: 0,
+            path: String::new(),
+            message: format!("cannot read the file: {e}"),
+        }])
+    })
 }
 
 /// Finds the endpoints file that a vars file names, even when the vars file

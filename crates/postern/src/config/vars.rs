@@ -20,7 +20,17 @@ mod identities;
 const GATEWAY_SETTINGS_KEY: &str = "istio";
 const DEFAULT_ADMIN_LISTEN: &str = "127.0.0.1:9901";
 
-pub(super) fn decode(path: &Path, text: &str) -> Result<Config, Problems> {
+/// Whether decoding reads the TLS files that the vars file names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum TlsCheck {
+    /// Reads and parses the certificate and key, as a gate needs them.
+    Read,
+    /// Keeps the paths unread, for tools that run where the files are not
+    /// mounted, such as the reconcile job.
+    Skip,
+}
+
+pub(super) fn decode(path: &Path, text: &str, tls_check: TlsCheck) -> Result<Config, Problems> {
     let mut d = Decoder::new(path);
     let root = match tree::parse(text) {
         Ok(root) => root,
@@ -40,7 +50,7 @@ pub(super) fn decode(path: &Path, text: &str) -> Result<Config, Problems> {
     };
     let base = path.parent().unwrap_or(Path::new("."));
 
-    let config = decode_root(&mut d, Cursor::root(&root), base);
+    let config = decode_root(&mut d, Cursor::root(&root), base, tls_check);
     match config {
         Some(mut config) if d.problems.is_empty() => {
             config.source = path.to_owned();
@@ -53,7 +63,12 @@ pub(super) fn decode(path: &Path, text: &str) -> Result<Config, Problems> {
     }
 }
 
-fn decode_root(d: &mut Decoder, at: Cursor<'_>, base: &Path) -> Option<Config> {
+fn decode_root(
+    d: &mut Decoder,
+    at: Cursor<'_>,
+    base: &Path,
+    tls_check: TlsCheck,
+) -> Option<Config> {
     let top = d.mapping(
         at,
         &[
@@ -67,7 +82,8 @@ fn decode_root(d: &mut Decoder, at: Cursor<'_>, base: &Path) -> Option<Config> {
     )?;
 
     let cluster = required(d, &top, "cluster").and_then(|(p, n)| cluster(d, p.cursor(n)));
-    let gateways = required(d, &top, "gateways").and_then(|(p, n)| gateways(d, p.cursor(n), base));
+    let gateways =
+        required(d, &top, "gateways").and_then(|(p, n)| gateways(d, p.cursor(n), base, tls_check));
     let endpoints_file = match top.get("privatelink") {
         Some((p, n)) => privatelink(d, p.cursor(n), base),
         None => Some(None),
@@ -145,6 +161,7 @@ fn check_auth_host_free(
 struct PrivateSwitch {
     enabled: bool,
     principals: Vec<Principal>,
+    supported_regions: Vec<String>,
     line: u64,
     column: u64,
     path: String,
@@ -195,11 +212,12 @@ fn cluster(d: &mut Decoder, at: Cursor<'_>) -> Option<Cluster> {
     })
 }
 
-fn gateways(d: &mut Decoder, at: Cursor<'_>, base: &Path) -> Option<Gateways> {
+fn gateways(d: &mut Decoder, at: Cursor<'_>, base: &Path, tls_check: TlsCheck) -> Option<Gateways> {
     let map = d.mapping(at, &["public", "private", "admin"])?;
-    let public = required(d, &map, "public").and_then(|(p, n)| gate(d, p.cursor(n), base));
+    let public =
+        required(d, &map, "public").and_then(|(p, n)| gate(d, p.cursor(n), base, tls_check));
     let private = match map.get("private") {
-        Some((p, n)) => gate(d, p.cursor(n), base).map(Some),
+        Some((p, n)) => gate(d, p.cursor(n), base, tls_check).map(Some),
         None => Some(None),
     };
     let admin = match map.get("admin") {
@@ -216,14 +234,14 @@ fn gateways(d: &mut Decoder, at: Cursor<'_>, base: &Path) -> Option<Gateways> {
     })
 }
 
-fn gate(d: &mut Decoder, at: Cursor<'_>, base: &Path) -> Option<GateConfig> {
+fn gate(d: &mut Decoder, at: Cursor<'_>, base: &Path, tls_check: TlsCheck) -> Option<GateConfig> {
     let map = d.mapping(
         at,
         &["listen", "tls", "proxy_protocol", "forwarded_headers"],
     )?;
     let listen = required(d, &map, "listen").and_then(|(p, n)| d.parse(p.cursor(n), parse_listen));
     let tls = match map.get("tls") {
-        Some((p, n)) => tls(d, p.cursor(n), base).map(Some),
+        Some((p, n)) => tls(d, p.cursor(n), base, tls_check).map(Some),
         None => Some(None),
     };
 
@@ -256,11 +274,14 @@ fn gate(d: &mut Decoder, at: Cursor<'_>, base: &Path) -> Option<GateConfig> {
     })
 }
 
-fn tls(d: &mut Decoder, at: Cursor<'_>, base: &Path) -> Option<TlsFiles> {
+fn tls(d: &mut Decoder, at: Cursor<'_>, base: &Path, tls_check: TlsCheck) -> Option<TlsFiles> {
     let map = d.mapping(at, &["cert", "key"])?;
     let mut file = |key: &str| {
         let (p, n) = required(d, &map, key)?;
         let path = base.join(d.string(p.cursor(n))?);
+        if tls_check == TlsCheck::Skip {
+            return Some(path);
+        }
         if let Err(e) = std::fs::metadata(&path) {
             d.report(
                 p.cursor(n),
@@ -279,6 +300,9 @@ fn tls(d: &mut Decoder, at: Cursor<'_>, base: &Path) -> Option<TlsFiles> {
         cert: cert?,
         key: key?,
     };
+    if tls_check == TlsCheck::Skip {
+        return Some(files);
+    }
     if let Err(message) = crate::server::tls::acceptor(&files) {
         d.report(at, message);
         return None;
@@ -335,12 +359,16 @@ fn gateway_settings(d: &mut Decoder, at: Cursor<'_>) -> Option<PrivateSwitch> {
         return Some(PrivateSwitch {
             enabled: false,
             principals: Vec::new(),
+            supported_regions: Vec::new(),
             line: at.node.line,
             column: at.node.column,
             path: at.path().to_owned(),
         });
     };
-    let pg = d.mapping(p.cursor(n), &["enabled", "allowed_principals"])?;
+    let pg = d.mapping(
+        p.cursor(n),
+        &["enabled", "allowed_principals", "supported_regions"],
+    )?;
     let enabled = match pg.get("enabled") {
         Some((p, n)) => d.boolean(p.cursor(n)),
         None => Some(false),
@@ -349,13 +377,36 @@ fn gateway_settings(d: &mut Decoder, at: Cursor<'_>) -> Option<PrivateSwitch> {
         Some((p, n)) => d.list(p.cursor(n), |d, item| d.parse(item, |s| s.parse())),
         None => Some(Vec::new()),
     };
+    let supported_regions = match pg.get("supported_regions") {
+        Some((p, n)) => supported_regions(d, p.cursor(n)),
+        None => Some(Vec::new()),
+    };
     Some(PrivateSwitch {
         enabled: enabled?,
         principals: principals?,
+        supported_regions: supported_regions?,
         line: n.line,
         column: n.column,
         path: p.as_str().to_owned(),
     })
+}
+
+/// Reads `private_gateway.supported_regions`: AWS regions, each listed once.
+fn supported_regions(d: &mut Decoder, at: Cursor<'_>) -> Option<Vec<String>> {
+    let regions = d.list(at, |d, item| d.parse(item, parse_region))?;
+    let items = d.sequence(at)?;
+    let mut complete = true;
+    for (i, region) in regions.iter().enumerate() {
+        if regions[..i].contains(region) {
+            let path = super::decode::index(at.path(), i);
+            d.report(
+                path.cursor(&items[i]),
+                format!("duplicate region {region}; list each region once"),
+            );
+            complete = false;
+        }
+    }
+    complete.then_some(regions)
 }
 
 fn app(d: &mut Decoder, at: Cursor<'_>, name: &str) -> Option<App> {
@@ -484,6 +535,7 @@ fn assemble_private(
     Some(Some(PrivateGate {
         gate,
         allowed_principals: switch.principals,
+        supported_regions: switch.supported_regions,
         endpoints_file,
     }))
 }

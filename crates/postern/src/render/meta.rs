@@ -12,8 +12,10 @@ pub(super) const CONFIG_DIR: &str = "/etc/postern";
 pub(super) const VARS_CONFIG_MAP: &str = "postern-vars";
 /// The key of the vars file in its ConfigMap, and its file name in the pod.
 pub(super) const VARS_KEY: &str = "vars.yaml";
-pub(super) const ENDPOINTS_CONFIG_MAP: &str = "postern-endpoints";
-pub(super) const ENDPOINTS_KEY: &str = "endpoints.yaml";
+/// The ConfigMap that holds the private gate's endpoints file.
+pub const ENDPOINTS_CONFIG_MAP: &str = "postern-endpoints";
+/// The key of the endpoints file in [`ENDPOINTS_CONFIG_MAP`].
+pub const ENDPOINTS_KEY: &str = "endpoints.yaml";
 /// The keys of a `kubernetes.io/tls` Secret.
 pub(super) const TLS_CERT_KEY: &str = "tls.crt";
 pub(super) const TLS_KEY_KEY: &str = "tls.key";

@@ -35,6 +35,8 @@ use serde_json::{Value, json};
 
 use crate::config::{Config, Problems};
 
+pub use meta::{ENDPOINTS_CONFIG_MAP, ENDPOINTS_KEY};
+
 /// The image the workloads run unless `--image` names another.
 pub const DEFAULT_IMAGE: &str = concat!("postern:", env!("CARGO_PKG_VERSION"));
 /// The namespace of every rendered object unless `--namespace` names another.

@@ -86,9 +86,9 @@ fn role_binding(options: &Options) -> Document {
     }
 }
 
-/// NOTE: the job relies on `postern reconcile` writing the endpoints file
-/// into the ConfigMap through the Kubernetes API, and validating the vars
-/// file without reading TLS files, which this pod does not mount.
+/// `postern reconcile` writes the endpoints file into the ConfigMap through
+/// the Kubernetes API, with this pod's service account, and validates the
+/// vars file without reading the TLS files, which this pod does not mount.
 fn cron_job(config: &Config, options: &Options) -> Document {
     let labels = meta::labels(Some(COMPONENT));
     let hostname = &config.cluster.hostname;
@@ -136,7 +136,13 @@ fn pod_spec(options: &Options) -> Value {
             "name": "postern",
             "image": options.image,
             "imagePullPolicy": "IfNotPresent",
-            "args": ["reconcile", "--config", format!("{CONFIG_DIR}/{VARS_KEY}")],
+            "args": [
+                "reconcile",
+                "--config",
+                format!("{CONFIG_DIR}/{VARS_KEY}"),
+                "--endpoints-configmap",
+                ENDPOINTS_CONFIG_MAP,
+            ],
             "resources": {
                 "requests": { "cpu": "50m", "memory": "64Mi" },
                 "limits": { "memory": "256Mi" },

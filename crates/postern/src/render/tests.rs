@@ -562,7 +562,13 @@ fn reconcile_job_may_update_endpoints_only() {
     assert_eq!(pod["serviceAccountName"], "postern-reconcile");
     assert_eq!(
         pod["containers"][0]["args"],
-        serde_json::json!(["reconcile", "--config", "/etc/postern/vars.yaml"])
+        serde_json::json!([
+            "reconcile",
+            "--config",
+            "/etc/postern/vars.yaml",
+            "--endpoints-configmap",
+            "postern-endpoints"
+        ])
     );
     object(
         &rendered,

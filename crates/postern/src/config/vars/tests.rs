@@ -199,3 +199,74 @@ app_config:
     assert_eq!(web.timeouts.total, Some(Duration::from_secs(3600)));
     assert_eq!(web.timeouts.connect, DEFAULT_CONNECT_TIMEOUT);
 }
+
+#[test]
+fn supported_regions_decode() {
+    let text = "\
+cluster: {hostname: example.test, region: us-east-1}
+gateways:
+  public: {listen: 127.0.0.1:18080}
+  private: {listen: 127.0.0.1:18081}
+app_config:
+  istio:
+    private_gateway:
+      enabled: true
+      supported_regions: [eu-west-1, us-west-2]
+";
+    let config = Config::from_text(Path::new("vars.yaml"), text).unwrap();
+    let private = config.private.unwrap();
+    assert_eq!(private.supported_regions, ["eu-west-1", "us-west-2"]);
+}
+
+#[test]
+fn supported_regions_problems_have_paths() {
+    let text = "\
+cluster: {hostname: example.test, region: us-east-1}
+gateways:
+  public: {listen: 127.0.0.1:18080}
+  private: {listen: 127.0.0.1:18081}
+app_config:
+  istio:
+    private_gateway:
+      enabled: true
+      supported_regions:
+        - EU West
+        - us-west-2
+        - us-west-2
+";
+    let found = problems(text);
+    let places: Vec<(u64, &str)> = found.iter().map(|p| (p.line, p.path.as_str())).collect();
+    assert_eq!(
+        places,
+        [(10, "app_config.istio.private_gateway.supported_regions[0]")]
+    );
+    assert!(found[0].message.contains("\"EU West\""));
+
+    let duplicate = text.replace("        - EU West\n", "");
+    let found = problems(&duplicate);
+    assert_eq!(
+        found[0].path,
+        "app_config.istio.private_gateway.supported_regions[1]"
+    );
+    assert_eq!(found[0].line, 11);
+    assert!(found[0].message.contains("duplicate region us-west-2"));
+}
+
+#[test]
+fn tls_files_unread_when_skipped() {
+    let dir = tempfile::tempdir().unwrap();
+    let vars = dir.path().join("vars.yaml");
+    let text = "\
+cluster: {hostname: example.test, region: us-east-1}
+gateways:
+  public:
+    listen: 127.0.0.1:18080
+    tls: {cert: missing.crt, key: missing.key}
+app_config: {}
+";
+    std::fs::write(&vars, text).unwrap();
+    assert!(Config::load(&vars).is_err());
+    let config = Config::load_without_tls_files(&vars).unwrap();
+    let tls = config.public.tls.unwrap();
+    assert_eq!(tls.cert, dir.path().join("missing.crt"));
+}
