@@ -88,7 +88,7 @@ pub enum Command {
     /// Run a demo on loopback: a built-in config, demo upstreams, and
     /// ready-to-paste curl commands for every path through both gates.
     Quickstart {
-        /// Base port; the demo uses this port and the next nine.
+        /// Base port; the demo uses this port and the next six.
         #[arg(long, default_value_t = 18080, value_name = "PORT")]
         port: u16,
     },

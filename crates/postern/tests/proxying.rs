@@ -342,6 +342,37 @@ async fn upstream_connection_reused() {
 }
 
 #[tokio::test]
+async fn slow_upload_does_not_hold_pooled_connection() {
+    use tokio::io::AsyncWriteExt;
+    let (upstream, connections) = start_counting(false).await;
+    let gateway = GatewaySpec::new()
+        .app(AppSpec::new("app", upstream))
+        .start()
+        .await;
+    // The app responds to this POST before its body arrives; the rest of
+    // the body keeps the upstream connection busy.
+    let mut uploader = tokio::net::TcpStream::connect(gateway.public)
+        .await
+        .unwrap();
+    let head = format!(
+        "POST / HTTP/1.1\r\nHost: {}\r\nProxy-Authorization: Bearer {TOKEN}\r\ncontent-length: 100\r\n\r\n0123456789",
+        public_host("app")
+    );
+    uploader.write_all(head.as_bytes()).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
+    let started = Instant::now();
+    let statuses = tokio::time::timeout(Duration::from_secs(3), sequential_gets(&gateway, 1))
+        .await
+        .expect("a GET waited behind another client's upload");
+
+    assert_eq!(statuses, [200]);
+    assert!(started.elapsed() < Duration::from_secs(3));
+    assert_eq!(connections.load(std::sync::atomic::Ordering::SeqCst), 2);
+    drop(uploader);
+}
+
+#[tokio::test]
 async fn upstream_closing_idle_connection_retried() {
     let (upstream, connections) = start_counting(true).await;
     let gateway = GatewaySpec::new()

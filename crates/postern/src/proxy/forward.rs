@@ -33,7 +33,7 @@ pub(super) async fn forward(
     let websocket =
         headers::is_websocket_upgrade(&parts.headers) && parts.version < Version::HTTP_2;
 
-    let request = match upstream_request(conn, route, &mut parts, body, exchange, websocket) {
+    let request = match upstream_request(conn, &mut parts, body, exchange, websocket) {
         Ok(request) => request,
         Err(response) => return *response,
     };
@@ -94,17 +94,22 @@ pub(super) async fn forward(
 /// cleaned headers and the gateway's own forwarding and identity headers.
 fn upstream_request(
     conn: &ConnectionInfo,
-    route: &Route,
     parts: &mut http::request::Parts,
     body: Incoming,
     exchange: &Exchange,
     websocket: bool,
 ) -> Result<Request<Body>, Box<Response<Body>>> {
     let host = exchange.record.host.as_deref().unwrap_or_default();
+    // Origin-form (RFC 9112 section 3.2.1): the pool connects to the
+    // route's upstream itself, and the Host header names the app.
     let mut target = http::uri::Parts::default();
-    target.scheme = Some(http::uri::Scheme::HTTP);
-    target.authority = Some(route.upstream.clone());
-    target.path_and_query = parts.uri.path_and_query().cloned();
+    target.path_and_query = Some(
+        parts
+            .uri
+            .path_and_query()
+            .cloned()
+            .unwrap_or_else(|| http::uri::PathAndQuery::from_static("/")),
+    );
     let uri = Uri::from_parts(target).map_err(|_| {
         json_error(
             StatusCode::BAD_REQUEST,

@@ -103,16 +103,20 @@ impl Pool {
         }
     }
 
-    /// Takes the idle connection used last that is still open.
+    /// Takes the idle connection used last that is ready for a request.
+    /// Closed connections are dropped. A connection whose response has ended
+    /// while hyper still sends its request body (an app may respond before
+    /// it reads the body) stays in the pool, so that no request waits behind
+    /// another client's upload.
     fn take_idle(&self) -> Option<Idle> {
         let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
-        while let Some(candidate) = idle.pop() {
-            if !candidate.sender.is_closed() {
-                candidate.clock.set_busy();
-                return Some(candidate);
-            }
-        }
-        None
+        idle.retain(|candidate| !candidate.sender.is_closed());
+        let ready = idle
+            .iter()
+            .rposition(|candidate| candidate.sender.is_ready())?;
+        let taken = idle.remove(ready);
+        taken.clock.set_busy();
+        Some(taken)
     }
 
     async fn connect(&self) -> Result<(SendRequest<Body>, Arc<IdleClock>), SendError> {

@@ -35,9 +35,9 @@ struct Ports {
 
 impl Ports {
     fn from_base(base: u16) -> Result<Self, StartError> {
-        if base > u16::MAX - 9 {
+        if base > u16::MAX - 6 {
             return Err(StartError::Setup(format!(
-                "--port {base} leaves no room for the demo's ten ports; pick 1024 to 65000"
+                "--port {base} leaves no room for the demo's seven ports; pick 1024 to 65000"
             )));
         }
         Ok(Ports {

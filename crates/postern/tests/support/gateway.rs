@@ -349,6 +349,12 @@ impl Gateway {
             .arg("serve")
             .arg("--config")
             .arg(dir.path().join("vars.yaml"))
+            // One worker, so that every connection shares one upstream
+            // pool and tests of pooling do not depend on which worker the
+            // kernel picks. The quickstart and end-to-end tests run the
+            // default of one worker per CPU.
+            .arg("--workers")
+            .arg("1")
             .env("RUST_LOG", "info")
             .stdin(Stdio::null())
             .stdout(Stdio::piped())

@@ -328,8 +328,9 @@ pub async fn start_resetting() -> SocketAddr {
     addr
 }
 
-/// Starts a server that answers GET requests with "ok" and counts the
-/// connections it accepted. With `close_after_one`, it closes each
+/// Starts a server that answers each request head with "ok" at once,
+/// without reading a body, and counts the connections it accepted. A request
+/// target that is not in origin form gets 400. With `close_after_one`, it closes each
 /// connection right after its first response, without saying so in a
 /// `Connection: close` header, as an upstream whose keep-alive timer fired
 /// would.
@@ -350,8 +351,16 @@ pub async fn start_counting(close_after_one: bool) -> (SocketAddr, Arc<AtomicUsi
                 while let Ok(n @ 1..) = stream.read(&mut buf).await {
                     head.extend_from_slice(&buf[..n]);
                     while let Some(end) = head.windows(4).position(|w| w == b"\r\n\r\n") {
+                        // Only an origin-form target ("GET /path") is
+                        // answered with 200.
+                        let origin_form =
+                            head.starts_with(b"GET / ") || head.starts_with(b"POST / ");
                         head.drain(..end + 4);
-                        let response = b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok";
+                        let response: &[u8] = if origin_form {
+                            b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok"
+                        } else {
+                            b"HTTP/1.1 400 Bad Request\r\ncontent-length: 0\r\n\r\n"
+                        };
                         if stream.write_all(response).await.is_err() || close_after_one {
                             return;
                         }
