@@ -17,7 +17,7 @@ pub fn sha256_hex(token: &str) -> String {
     hex::encode(Sha256::digest(token.as_bytes()))
 }
 
-/// Whether `name` is a valid machine name or client id: 1 to 128 letters,
+/// Checks whether `name` is a valid machine name or client id: 1 to 128 letters,
 /// digits, '-', '_', '.' or '@'.
 pub fn is_valid_name(name: &str) -> bool {
     !name.is_empty()

@@ -329,11 +329,7 @@ async fn sequential_gets(gateway: &Gateway, count: usize) -> Vec<u16> {
 
 #[tokio::test]
 async fn upstream_connection_reused() {
-    let (upstream, connections) = start_counting(false).await;
-    let gateway = GatewaySpec::new()
-        .app(AppSpec::new("app", upstream))
-        .start()
-        .await;
+    let (gateway, connections) = gateway_with_counting_app(false).await;
 
     let statuses = sequential_gets(&gateway, 5).await;
 
@@ -344,11 +340,7 @@ async fn upstream_connection_reused() {
 #[tokio::test]
 async fn slow_upload_does_not_hold_pooled_connection() {
     use tokio::io::AsyncWriteExt;
-    let (upstream, connections) = start_counting(false).await;
-    let gateway = GatewaySpec::new()
-        .app(AppSpec::new("app", upstream))
-        .start()
-        .await;
+    let (gateway, connections) = gateway_with_counting_app(false).await;
     // The app responds to this POST before its body arrives; the rest of
     // the body keeps the upstream connection busy.
     let mut uploader = tokio::net::TcpStream::connect(gateway.public)
@@ -374,11 +366,7 @@ async fn slow_upload_does_not_hold_pooled_connection() {
 
 #[tokio::test]
 async fn upstream_closing_idle_connection_retried() {
-    let (upstream, connections) = start_counting(true).await;
-    let gateway = GatewaySpec::new()
-        .app(AppSpec::new("app", upstream))
-        .start()
-        .await;
+    let (gateway, connections) = gateway_with_counting_app(true).await;
 
     let mut statuses = Vec::new();
     for _ in 0..5 {
@@ -413,17 +401,30 @@ async fn send_in_parts(gateway: &Gateway, parts: &[&str], pause: Duration) -> St
     String::from_utf8_lossy(&received).into_owned()
 }
 
-#[tokio::test]
-async fn keep_alive_survives_idle_gaps() {
-    let (upstream, _) = start_counting(false).await;
+/// Returns a raw HTTP/1.1 GET head for the app, with the machine token.
+fn raw_get_head() -> String {
+    format!(
+        "GET / HTTP/1.1\r\nHost: {}\r\nProxy-Authorization: Bearer {TOKEN}\r\n\r\n",
+        public_host("app")
+    )
+}
+
+/// Starts a gateway whose one app is a [`start_counting`] upstream.
+async fn gateway_with_counting_app(
+    close_after_one: bool,
+) -> (Gateway, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
+    let (upstream, connections) = start_counting(close_after_one).await;
     let gateway = GatewaySpec::new()
         .app(AppSpec::new("app", upstream))
         .start()
         .await;
-    let head = format!(
-        "GET / HTTP/1.1\r\nHost: {}\r\nProxy-Authorization: Bearer {TOKEN}\r\n\r\n",
-        public_host("app")
-    );
+    (gateway, connections)
+}
+
+#[tokio::test]
+async fn keep_alive_survives_idle_gaps() {
+    let (gateway, _) = gateway_with_counting_app(false).await;
+    let head = raw_get_head();
     // Idle gaps longer than the parking delay: between requests, and in
     // the middle of a request head.
     let (first, rest) = head.split_at(20);
@@ -443,15 +444,8 @@ async fn keep_alive_survives_idle_gaps() {
 
 #[tokio::test]
 async fn pipelined_requests_all_answered() {
-    let (upstream, _) = start_counting(false).await;
-    let gateway = GatewaySpec::new()
-        .app(AppSpec::new("app", upstream))
-        .start()
-        .await;
-    let head = format!(
-        "GET / HTTP/1.1\r\nHost: {}\r\nProxy-Authorization: Bearer {TOKEN}\r\n\r\n",
-        public_host("app")
-    );
+    let (gateway, _) = gateway_with_counting_app(false).await;
+    let head = raw_get_head();
     let burst = head.repeat(3);
 
     let received = send_in_parts(&gateway, &[&burst], Duration::from_millis(300)).await;

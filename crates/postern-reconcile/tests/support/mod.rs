@@ -30,7 +30,7 @@ pub const ALLOWED_KEY: &str = "AKIDALLOWED00000";
 /// A second client account, allowed through a role principal.
 pub const ROLE_ACCOUNT: &str = "210987654321";
 pub const ROLE_KEY: &str = "AKIDROLE00000000";
-/// An account nobody allowed.
+/// An account that no allowed principal names.
 pub const STRANGER_ACCOUNT: &str = "999988887777";
 pub const STRANGER_KEY: &str = "AKIDSTRANGER0000";
 

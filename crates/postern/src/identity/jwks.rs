@@ -74,7 +74,7 @@ impl KeyStore {
         self.generation.load(Ordering::Acquire)
     }
 
-    /// Whether the keys were fetched at least once.
+    /// Checks whether the keys were fetched at least once.
     pub fn is_loaded(&self) -> bool {
         self.loaded.load(Ordering::Acquire)
     }
@@ -173,7 +173,7 @@ async fn refresh(store: Weak<KeyStore>) {
     }
 }
 
-/// Whether two URLs share scheme, host and port (an `http` jwks_uri is
+/// Checks whether two URLs share scheme, host and port (an `http` jwks_uri is
 /// accepted only beside an `http` loopback issuer that the config allowed).
 fn same_origin(a: &str, b: &str) -> bool {
     let origin = |u: &str| {

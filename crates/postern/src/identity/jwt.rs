@@ -224,7 +224,7 @@ impl VerifyingKey {
         })
     }
 
-    /// Whether this key may verify a signature made with `alg`. The key's
+    /// Checks whether this key may verify a signature made with `alg`. The key's
     /// family decides, so an RSA or EC public key never verifies an HMAC.
     fn fits(&self, alg: Algorithm) -> bool {
         if self.family != alg.family() || self.alg.is_some_and(|a| a != alg) {
@@ -260,7 +260,7 @@ impl Rejection {
     }
 }
 
-/// Whether a bearer token has the shape of a JWS compact token. Machine
+/// Checks whether a bearer token has the shape of a JWS compact token. Machine
 /// tokens never contain a dot.
 pub fn looks_like_jwt(token: &str) -> bool {
     token.bytes().filter(|&b| b == b'.').count() == 2

@@ -73,7 +73,7 @@ async fn expired_own_token_rejected() {
 #[tokio::test]
 async fn untrusted_jwt_in_authorization_is_app_key() {
     let identities = identities();
-    // A JWT from an issuer nobody trusts, such as the app's own.
+    // A JWT from an untrusted issuer, such as the app's own.
     let foreign = format!(
         "eyJhbGciOiJSUzI1NiJ9.{}.c2ln",
         base64::Engine::encode(

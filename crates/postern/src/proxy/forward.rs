@@ -119,8 +119,9 @@ fn upstream_request(
     })?;
 
     let mut h = std::mem::take(&mut parts.headers);
+    // Client-sent identity headers are already gone: `decide` removes them
+    // before the credential check.
     headers::strip_hop_by_hop(&mut h);
-    headers::strip_identity_headers(&mut h);
     headers::set_forwarded(
         &mut h,
         &Origin {

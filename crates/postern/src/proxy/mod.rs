@@ -57,7 +57,7 @@ pub struct ConnectionInfo {
     pub forwarded_for: http::HeaderValue,
     /// The connection's slot, which a WebSocket tunnel keeps until it ends.
     pub guard: Arc<crate::server::listener::ConnectionGuard>,
-    /// Where an HTTP/1.1 connection upgraded to a WebSocket goes.
+    /// The hand-over slot of an HTTP/1.1 connection upgraded to a WebSocket.
     pub upgrade: Arc<websocket::UpgradeSlot>,
     /// Tracker of WebSocket tunnel tasks, so the drain waits for them.
     pub tunnels: tokio_util::task::TaskTracker,

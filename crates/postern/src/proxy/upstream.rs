@@ -1,5 +1,5 @@
-//! Upstream failures: how a failed exchange is classified, answered and
-//! logged.
+//! Upstream failures: how a failed exchange is classified, which status it
+//! gets, and how it is logged.
 
 use std::error::Error as _;
 

@@ -212,7 +212,7 @@ async fn starts_with_h2_preface(
             return Ok(true);
         }
         if stream.read_buf(buf).await? == 0 {
-            // Closed early: HTTP/1.1 sees the end and closes.
+            // Closed early: the HTTP/1.1 server reads the end and closes.
             return Ok(false);
         }
     }

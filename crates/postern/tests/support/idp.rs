@@ -11,7 +11,7 @@ use serde_json::{Value, json};
 use super::client::{self, HttpResponse, connect_from, full_body, request, send_http1};
 use super::{LOCALHOST, collect_lines};
 
-/// The client-credentials client that the provider knows.
+/// The client-credentials client registered at the provider.
 pub const IDP_CLIENT: (&str, &str) = ("svc", "svc-secret");
 /// The audience of the provider's access tokens that the gateway accepts.
 pub const IDP_AUDIENCE: &str = "urn:postern:test";

@@ -328,7 +328,7 @@ pub async fn start_resetting() -> SocketAddr {
     addr
 }
 
-/// Starts a server that answers each request head with "ok" at once,
+/// Starts a server that responds to each request head with "ok" at once,
 /// without reading a body, and counts the connections it accepted. A request
 /// target that is not in origin form gets 400. With `close_after_one`, it closes each
 /// connection right after its first response, without saying so in a
@@ -351,8 +351,8 @@ pub async fn start_counting(close_after_one: bool) -> (SocketAddr, Arc<AtomicUsi
                 while let Ok(n @ 1..) = stream.read(&mut buf).await {
                     head.extend_from_slice(&buf[..n]);
                     while let Some(end) = head.windows(4).position(|w| w == b"\r\n\r\n") {
-                        // Only an origin-form target ("GET /path") is
-                        // answered with 200.
+                        // Only an origin-form target ("GET /path") gets
+                        // 200.
                         let origin_form =
                             head.starts_with(b"GET / ") || head.starts_with(b"POST / ");
                         head.drain(..end + 4);
