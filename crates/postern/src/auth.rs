@@ -30,6 +30,22 @@ pub struct Identity {
     /// Proof method of the identity for the access log, such as
     /// `machine_token` or `jwt:<issuer>`.
     pub method: Arc<str>,
+    pub kind: IdentityKind,
+    /// A person's email address, when the identity source gives one.
+    pub email: Option<Arc<str>>,
+    /// Group names, for per-app access rules and `X-Auth-Request-Groups`.
+    pub groups: Arc<[Arc<str>]>,
+}
+
+/// Whether a person or a machine is calling: per-app rules name machines
+/// and people differently.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IdentityKind {
+    /// A machine token, a client-credentials token or a bearer JWT from a
+    /// trusted issuer.
+    Machine,
+    /// Someone signed in through a browser: a session.
+    Person,
 }
 
 /// The header that carried the gateway credential.
@@ -77,12 +93,26 @@ impl MachineTokens {
                 found = Some(name);
             }
         }
-        found.map(|name| Identity {
-            name: name.clone(),
-            method: self.method.clone(),
-        })
+        found.map(|name| Identity::machine(name.clone(), self.method.clone()))
     }
 }
+
+// === impl Identity ===
+
+impl Identity {
+    /// A machine identity, which has no email and no groups.
+    pub fn machine(name: Arc<str>, method: Arc<str>) -> Self {
+        Identity {
+            name,
+            method,
+            kind: IdentityKind::Machine,
+            email: None,
+            groups: Arc::from([]),
+        }
+    }
+}
+
+// === impl AuthError ===
 
 impl AuthError {
     pub fn as_str(self) -> &'static str {

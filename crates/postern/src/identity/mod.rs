@@ -144,10 +144,7 @@ impl Identities {
             result = jwt::verify(token, &issuer.policy, &store.keys(), now);
         }
         let verified = result?;
-        let identity = Identity {
-            name: verified.subject,
-            method: issuer.method.clone(),
-        };
+        let identity = Identity::machine(verified.subject, issuer.method.clone());
         self.verified.insert(
             digest,
             Arc::new(CachedVerdict {
