@@ -3,6 +3,7 @@
 
 pub mod body;
 pub mod headers;
+pub mod negotiate;
 pub mod responses;
 
 /// The error type of every body the gateway sends.
