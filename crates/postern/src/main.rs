@@ -1,5 +1,6 @@
 use std::process::ExitCode;
 
+#[cfg(not(feature = "system-allocator"))]
 use mimalloc::MiMalloc;
 
 use clap::Parser;
@@ -9,6 +10,7 @@ use postern::{quickstart, render, server, telemetry, token};
 
 /// mimalloc, because a proxy allocates and frees many small buffers per
 /// request across threads, where it is faster than glibc's malloc.
+#[cfg(not(feature = "system-allocator"))]
 #[global_allocator]
 static GLOBAL: MiMalloc = MiMalloc;
 

@@ -154,10 +154,18 @@ pub(super) async fn serve_h1<I>(
             log_connection_error(gate, peer, &error);
             return;
         }
-        let parts = Pin::into_inner(connection).into_parts();
-        io = parts.io.into_inner();
-        if !parts.read_buf.is_empty() {
-            io.unread(parts.read_buf);
+        let http1::Parts {
+            io: hyper_io,
+            read_buf,
+            ..
+        } = Pin::into_inner(connection).into_parts();
+        io = hyper_io.into_inner();
+        // An empty `read_buf` still owns hyper's 8 KiB read buffer: free it
+        // now, not at the end of this iteration after the park below.
+        if read_buf.is_empty() {
+            drop(read_buf);
+        } else {
+            io.unread(read_buf);
         }
         if info.upgrade.is_expected() {
             let _ = info.upgrade.fill(Box::new(io));
