@@ -197,3 +197,73 @@ impl Assertions {
         Ok(value)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::{Duration, Instant};
+
+    use super::*;
+    use crate::config::identity::{SecretSource, Signing, SigningKey};
+
+    fn signer() -> Signer {
+        Signer::new(&Signing {
+            issuer: "https://auth.example.test".into(),
+            keys: vec![SigningKey {
+                id: "k1".into(),
+                source: SecretSource::InsecureInline(include_str!("testdata/es256-a.pem").into()),
+            }],
+            active: 0,
+            audience: "example.test".into(),
+            token_lifetime: Duration::from_secs(300),
+        })
+        .unwrap()
+    }
+
+    fn caller() -> Caller {
+        Caller::Identity(Identity::machine(
+            "build-bot".into(),
+            "machine_token".into(),
+        ))
+    }
+
+    #[test]
+    fn cached_until_half_life() {
+        let (signer, assertions) = (signer(), Assertions::default());
+        let audience: Arc<str> = "https://echo.example.test".into();
+        let first = assertions.get(&signer, &caller(), &audience, 1000).unwrap();
+        let reused = assertions.get(&signer, &caller(), &audience, 1029).unwrap();
+        let renewed = assertions.get(&signer, &caller(), &audience, 1030).unwrap();
+        assert_eq!(first, reused);
+        assert_ne!(first, renewed);
+        let other_app: Arc<str> = "https://web.example.test".into();
+        assert_ne!(
+            assertions
+                .get(&signer, &caller(), &other_app, 1030)
+                .unwrap(),
+            renewed
+        );
+    }
+
+    /// Compares signing with a cache hit. Run with
+    /// `cargo test --release -p postern --lib assertion_cost -- --ignored --nocapture`.
+    #[test]
+    #[ignore = "a timing, not a check"]
+    fn assertion_cost() {
+        let (signer, assertions) = (signer(), Assertions::default());
+        let audience: Arc<str> = "https://echo.example.test".into();
+        let rounds = 2000u32;
+        let caller = caller();
+        let started = Instant::now();
+        for now in 0..u64::from(rounds) {
+            let claims = caller.claims(&signer, &audience, now);
+            signer.sign(&claims, ASSERTION_TYPE).unwrap();
+        }
+        let sign = started.elapsed() / rounds;
+        let started = Instant::now();
+        for _ in 0..rounds {
+            assertions.get(&signer, &caller, &audience, 5).unwrap();
+        }
+        let hit = started.elapsed() / rounds;
+        println!("ES256 sign: {sign:?} per assertion; cache hit: {hit:?}");
+    }
+}
