@@ -55,7 +55,7 @@ pub struct ExplainArgs {
     /// Describes a machine instead of a person.
     #[arg(long, requires = "identity")]
     pub machine: bool,
-    /// How the described identity was proven, such as `machine_token`,
+    /// The proof method of the described identity, such as `machine_token`,
     /// `jwt:postern` or `jwt:<issuer name>` [default: `machine_token` for a
     /// machine, `described` for a person].
     #[arg(long, value_name = "METHOD", requires = "identity")]
@@ -97,10 +97,12 @@ pub fn run(args: ExplainArgs) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+
     let gate = match args.gate {
         ExplainGate::Public => Gate::Public,
         ExplainGate::Private => Gate::Private,
     };
+
     let described = match request_parts(&args) {
         Ok(parts) => parts,
         Err(message) => {
@@ -108,6 +110,7 @@ pub fn run(args: ExplainArgs) -> ExitCode {
             return ExitCode::from(2);
         }
     };
+
     // Built outside the runtime, so remote issuers start no background
     // JWKS refresh: a bearer JWT makes the credential step fetch their
     // JWKS once, as the server does for a key id it has not seen.
@@ -118,6 +121,7 @@ pub fn run(args: ExplainArgs) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -128,6 +132,7 @@ pub fn run(args: ExplainArgs) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+
     let (mut parts, identity) = described;
     runtime.block_on(explain(
         &snapshot, &endpoints, gate, &args, &mut parts, identity,

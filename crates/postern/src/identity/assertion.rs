@@ -1,5 +1,5 @@
 //! `X-Postern-Assertion`: a short-lived JWT, signed with postern's active
-//! key, that tells an app who called and through which gate. An app
+//! key, that states to an app who called and through which gate. An app
 //! verifies it with postern's JWKS, so it need not trust the plain
 //! `X-Auth-Request-*` headers or the network path.
 //!
@@ -28,7 +28,7 @@ const CACHE_CAPACITY: usize = 10_000;
 /// The JWT `typ` header of an assertion.
 const ASSERTION_TYPE: &str = "JWT";
 
-/// Who made a request, as an assertion states it.
+/// The caller of a request, as an assertion names it.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum Caller {
     /// An authenticated identity on the public gate.

@@ -47,7 +47,7 @@ pub enum MachineRule {
     },
 }
 
-/// Why an identity was let through.
+/// The rule that let an identity through.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Grant {
     /// The app has no rules.

@@ -22,14 +22,14 @@ use crate::policy::admission::Gate;
 use crate::routing::{Route, request_host};
 use crate::runtime::state::Snapshot;
 
-/// Where a request goes once every check has passed.
+/// The destination of a request that passed every check.
 pub enum Next<'a> {
     Forward(Arc<Route>),
     /// postern's own issuer endpoints, on `auth.<cluster hostname>`.
     Issuer(&'a LocalIssuer),
 }
 
-/// What the steps found, whether or not the request passed.
+/// The facts the steps found, whether or not the request passed.
 #[derive(Default)]
 pub struct Facts {
     /// The normalized host.
@@ -103,7 +103,7 @@ impl Trace for NoTrace {
 /// Runs the steps for one request on `gate` and returns what they found
 /// with the outcome. On the public gate, client-sent identity headers and
 /// the header that carried the credential are removed from `parts`.
-/// `described` stands in for the credential step: `postern explain` passes
+/// `described` replaces the credential step: `postern explain` passes
 /// an identity that the user described instead of a credential.
 pub async fn evaluate<'a>(
     snapshot: &'a Snapshot,
@@ -244,8 +244,8 @@ fn check_target(parts: &Parts) -> Result<(), Denial> {
     Ok(())
 }
 
-/// The public gate's credential step: the bearer credential, or the
-/// identity `postern explain` was given.
+/// Runs the public gate's credential step: verifies the bearer
+/// credential, or takes the identity `postern explain` was given.
 async fn credential(
     snapshot: &Snapshot,
     parts: &mut Parts,

@@ -11,7 +11,7 @@ use crate::config::Machine;
 use crate::config::identity::IdentityConfig;
 use crate::policy::access::{AccessRules, MachineRule};
 
-/// Longest group name or JWT identity accepted in a rule, as for
+/// Maximum length of a group name or JWT identity accepted in a rule, as for
 /// `identity_claim` values.
 const MAX_RULE_VALUE_LEN: usize = 256;
 
