@@ -24,7 +24,7 @@ pub struct MachineTokens {
 }
 
 /// An authenticated caller.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Identity {
     pub name: Arc<str>,
     /// Proof method of the identity for the access log, such as
@@ -39,7 +39,7 @@ pub struct Identity {
 
 /// Whether a person or a machine is calling: per-app rules name machines
 /// and people differently.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum IdentityKind {
     /// A machine token, a client-credentials token or a bearer JWT from a
     /// trusted issuer.

@@ -96,6 +96,13 @@ pub enum Command {
     /// from a trusted source address, with a PROXY v2 header that names a
     /// VPC endpoint. For trying a config on one machine; not for production.
     Relay(RelayArgs),
+    /// Print the decision for a described request, step by step, without
+    /// running a server: admission, host, route, credential, access rule
+    /// and outcome.
+    ///
+    /// A bearer JWT from a remote trusted issuer makes the command fetch
+    /// that issuer's JWKS once.
+    Explain(crate::explain::ExplainArgs),
     /// Machine tokens.
     Token {
         #[command(subcommand)]

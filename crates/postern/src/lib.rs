@@ -20,12 +20,14 @@
 //! - [`runtime`]: the live state, reloads and shutdown.
 //! - [`quickstart`]: the embedded demo.
 //! - [`render`]: Kubernetes manifests for a vars file.
+//! - [`explain`]: the decision for a described request, without a server.
 
 #![forbid(unsafe_code)]
 
 pub mod auth;
 pub mod cli;
 pub mod config;
+pub mod explain;
 pub mod http;
 pub mod identity;
 pub mod net;

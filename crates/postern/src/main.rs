@@ -26,6 +26,7 @@ fn main() -> ExitCode {
             telemetry::init_logging();
             run(async move { quickstart::nlb::relay_command(args).await })
         }
+        Command::Explain(args) => postern::explain::run(args),
         Command::Token {
             command: TokenCommand::New { name },
         } => print_entry(token::new_entry(&name)),

@@ -11,6 +11,7 @@ use http::header::HOST;
 use http::request::Parts;
 
 use crate::config::{AppTimeouts, Config};
+use crate::policy::access::AccessRules;
 use crate::policy::admission::Gate;
 use crate::proxy::pool::Pool;
 use crate::runtime::workers;
@@ -35,6 +36,11 @@ pub struct Route {
     /// The upstream's `host:port`.
     pub upstream: http::uri::Authority,
     pub timeouts: AppTimeouts,
+    /// Who may reach the app on the public gate.
+    pub access: AccessRules,
+    /// The `aud` of the app's `X-Postern-Assertion`: `https://<app>.<hostname>`
+    /// on both gates.
+    pub audience: Arc<str>,
     /// The pooled clients for this app's upstream, one per worker, so that
     /// an upstream connection is only ever used by the worker that opened it
     /// (see [`crate::runtime::workers`]).
@@ -85,6 +91,8 @@ impl RouteTable {
                 app: Arc::from(app.name.as_str()),
                 upstream: upstream.authority.clone(),
                 timeouts: app.timeouts,
+                access: app.access.clone(),
+                audience: Arc::from(format!("https://{}.{hostname}", app.name)),
                 clients: (0..workers::count())
                     .map(|_| Pool::new(upstream.authority.clone(), app.timeouts.connect))
                     .collect(),

@@ -20,6 +20,7 @@ pub use decode::Problem;
 pub use endpoints::{Endpoint, EndpointState, Endpoints};
 pub use identity::IdentityConfig;
 
+use crate::policy::access::AccessRules;
 use crate::policy::principal::Principal;
 
 /// The app name whose host postern keeps for its own issuer endpoints.
@@ -128,6 +129,8 @@ pub struct App {
     /// `None` only for a disabled app.
     pub upstream: Option<Upstream>,
     pub allow_private_gateway: bool,
+    /// Who may reach the app on the public gate.
+    pub access: AccessRules,
     pub timeouts: AppTimeouts,
 }
 

@@ -15,6 +15,7 @@ use super::tree;
 use super::*;
 
 mod identities;
+mod settings;
 
 /// The key in `app_config` that holds gateway settings instead of an app.
 const GATEWAY_SETTINGS_KEY: &str = "istio";
@@ -111,6 +112,20 @@ fn decode_root(
         limits?,
     );
     check_auth_host_free(d, &identities.identity, &apps, &top);
+    settings::check_machine_rules(
+        d,
+        &apps,
+        &identities.machines,
+        &identities.identity,
+        top.get("app_config").map(|(_, n)| n),
+    );
+    settings::check_signing_audience(
+        d,
+        &apps,
+        &identities.identity,
+        &cluster.hostname,
+        top.get("identities").map(|(_, n)| n),
+    );
     let private = assemble_private(d, gateways.private, private_switch, endpoints_file)?;
     check_listeners_distinct(d, &gateways.public, private.as_ref(), gateways.admin, &top);
 
@@ -420,25 +435,24 @@ fn app(d: &mut Decoder, at: Cursor<'_>, name: &str) -> Option<App> {
         }
         None => Some(None),
     };
-    let allow_private_gateway = match map.get("settings") {
-        Some((p, n)) => {
-            let settings = d.mapping(p.cursor(n), &["allow_private_gateway"])?;
-            match settings.get("allow_private_gateway") {
-                Some((p, n)) => d.boolean(p.cursor(n)),
-                None => Some(false),
-            }
-        }
-        None => Some(false),
+    let settings = match map.get("settings") {
+        Some((p, n)) => settings::settings(d, p.cursor(n)),
+        None => Some(settings::Settings {
+            allow_private_gateway: false,
+            access: Default::default(),
+        }),
     };
     let timeouts = match map.get("timeouts") {
         Some((p, n)) => app_timeouts(d, p.cursor(n)),
         None => Some(AppTimeouts::default()),
     };
+    let settings = settings?;
     Some(App {
         name: name.to_owned(),
         enabled: enabled?,
         upstream: upstream?,
-        allow_private_gateway: allow_private_gateway?,
+        allow_private_gateway: settings.allow_private_gateway,
+        access: settings.access,
         timeouts: timeouts?,
     })
 }

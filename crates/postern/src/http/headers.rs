@@ -84,6 +84,31 @@ pub const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for
 pub const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
 pub const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
 pub const X_AUTH_REQUEST_USER: HeaderName = HeaderName::from_static("x-auth-request-user");
+pub const X_AUTH_REQUEST_EMAIL: HeaderName = HeaderName::from_static("x-auth-request-email");
+pub const X_AUTH_REQUEST_GROUPS: HeaderName = HeaderName::from_static("x-auth-request-groups");
+pub const X_POSTERN_ASSERTION: HeaderName = HeaderName::from_static("x-postern-assertion");
+
+/// Bytes percent-encoded in `X-Auth-Request-Email` and each group of
+/// `X-Auth-Request-Groups`: controls, space, `,` (the list separator) and
+/// `%` itself. Every byte outside ASCII is encoded too, so any name gives a
+/// valid header value and a decoded value is the exact UTF-8 name.
+const IDENTITY_VALUE_ESCAPES: &percent_encoding::AsciiSet =
+    &percent_encoding::CONTROLS.add(b' ').add(b',').add(b'%');
+
+/// Percent-encodes an email or a group name for an identity header.
+pub fn identity_value(text: &str) -> String {
+    percent_encoding::utf8_percent_encode(text, IDENTITY_VALUE_ESCAPES).to_string()
+}
+
+/// Builds `X-Auth-Request-Groups`: each group percent-encoded, joined by
+/// `,`. `None` for no groups.
+pub fn groups_value(groups: &[std::sync::Arc<str>]) -> Option<HeaderValue> {
+    if groups.is_empty() {
+        return None;
+    }
+    let list: Vec<String> = groups.iter().map(|g| identity_value(g)).collect();
+    HeaderValue::try_from(list.join(",")).ok()
+}
 
 /// Framing problems of a request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]

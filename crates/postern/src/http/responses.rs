@@ -57,6 +57,31 @@ pub fn unauthorized(error: AuthError) -> Response<Body> {
     response
 }
 
+/// The page a browser gets when an app's access rules deny its user.
+const FORBIDDEN_PAGE: &str = "<!DOCTYPE html>\n<html lang=\"en\">\n<head><meta charset=\"utf-8\">\
+<title>Access denied</title></head>\n<body>\n<h1>Access denied</h1>\n\
+<p>You are signed in, but this app does not admit your account. Ask the app's owner to add \
+you or one of your groups to its access rules.</p>\n</body>\n</html>\n";
+
+/// Builds the 403 for an identity that the app's access rules deny: an
+/// HTML page when the client accepts HTML, JSON otherwise.
+pub fn forbidden_by_access_rule(html: bool) -> Response<Body> {
+    if !html {
+        return json_error(
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            "this identity is not allowed to use this app",
+        );
+    }
+    let mut response = Response::new(full(FORBIDDEN_PAGE));
+    *response.status_mut() = StatusCode::FORBIDDEN;
+    response.headers_mut().insert(
+        CONTENT_TYPE,
+        HeaderValue::from_static("text/html; charset=utf-8"),
+    );
+    response
+}
+
 pub fn full(body: impl Into<Bytes>) -> Body {
     Full::new(body.into())
         .map_err(|never| match never {})

@@ -5,6 +5,7 @@
 //! shaped like a JWT, when any issuer is trusted, is verified here; any
 //! other token is a machine token, checked as before.
 
+pub mod assertion;
 pub mod clients;
 pub mod endpoints;
 mod fetch;
@@ -32,6 +33,8 @@ pub struct Identities {
     issuers: Vec<Issuer>,
     /// postern's own issuer, when it has signing keys.
     pub local: Option<endpoints::LocalIssuer>,
+    /// Signed `X-Postern-Assertion` values, used only with `local`.
+    pub assertions: assertion::Assertions,
     verified: quick_cache::sync::Cache<[u8; 32], Arc<CachedVerdict>>,
 }
 
@@ -95,6 +98,7 @@ impl Identities {
         Ok(Identities {
             issuers,
             local,
+            assertions: assertion::Assertions::default(),
             verified: quick_cache::sync::Cache::new(VERIFIED_CACHE_CAPACITY),
         })
     }

@@ -134,10 +134,6 @@ impl Signer {
     /// Issues an access token for `client_id` at time `now` (seconds since
     /// the epoch).
     pub fn issue(&self, client_id: &str, now: u64) -> Result<Arc<str>, String> {
-        let (kid, key) = &self.active;
-        let mut header = Header::new(key.algorithm);
-        header.kid = Some(kid.clone());
-        header.typ = Some("at+jwt".to_owned());
         let claims = AccessClaims {
             iss: &self.issuer,
             sub: client_id,
@@ -148,8 +144,15 @@ impl Signer {
             exp: now + self.token_lifetime.as_secs(),
             jti: hex::encode(rand::random::<[u8; 16]>()),
         };
-        jsonwebtoken::encode(&header, &claims, &key.key)
-            .map(Arc::from)
-            .map_err(|e| format!("signing failed: {e}"))
+        self.sign(&claims, "at+jwt").map(Arc::from)
+    }
+
+    /// Signs `claims` with the active key, with `typ` in the header.
+    pub fn sign(&self, claims: &impl Serialize, typ: &str) -> Result<String, String> {
+        let (kid, key) = &self.active;
+        let mut header = Header::new(key.algorithm);
+        header.kid = Some(kid.clone());
+        header.typ = Some(typ.to_owned());
+        jsonwebtoken::encode(&header, claims, &key.key).map_err(|e| format!("signing failed: {e}"))
     }
 }

@@ -28,12 +28,24 @@ pub(super) async fn forward(
     route: &Arc<Route>,
     mut parts: http::request::Parts,
     body: Incoming,
+    assertion: Option<HeaderValue>,
     exchange: &mut Exchange,
 ) -> Response<Body> {
     let websocket =
         headers::is_websocket_upgrade(&parts.headers) && parts.version < Version::HTTP_2;
 
     let request = match upstream_request(conn, &mut parts, body, exchange, websocket) {
+        Ok(mut request) => {
+            if let Some(assertion) = assertion {
+                request
+                    .headers_mut()
+                    .insert(headers::X_POSTERN_ASSERTION, assertion);
+            }
+            Ok(request)
+        }
+        Err(response) => Err(response),
+    };
+    let request = match request {
         Ok(request) => request,
         Err(response) => return *response,
     };
@@ -134,10 +146,8 @@ fn upstream_request(
     if let Ok(value) = HeaderValue::from_str(&exchange.record.request_id) {
         h.insert(headers::X_REQUEST_ID, value);
     }
-    if let Some(identity) = parts.extensions.get::<Identity>()
-        && let Ok(value) = HeaderValue::from_str(&identity.name)
-    {
-        h.insert(headers::X_AUTH_REQUEST_USER, value);
+    if let Some(identity) = parts.extensions.get::<Identity>() {
+        set_identity_headers(&mut h, identity);
     }
     if let Ok(value) = HeaderValue::from_str(host) {
         h.insert(HOST, value);
@@ -154,6 +164,23 @@ fn upstream_request(
     *request.version_mut() = Version::HTTP_11;
     *request.headers_mut() = h;
     Ok(request)
+}
+
+/// Sets `X-Auth-Request-User`, `-Email` and `-Groups` from the identity.
+/// The user name is sent as is (a name that is no valid header value is
+/// left out); email and groups are percent-encoded.
+fn set_identity_headers(h: &mut http::HeaderMap, identity: &Identity) {
+    if let Ok(value) = HeaderValue::from_str(&identity.name) {
+        h.insert(headers::X_AUTH_REQUEST_USER, value);
+    }
+    if let Some(email) = &identity.email
+        && let Ok(value) = HeaderValue::try_from(headers::identity_value(email))
+    {
+        h.insert(headers::X_AUTH_REQUEST_EMAIL, value);
+    }
+    if let Some(value) = headers::groups_value(&identity.groups) {
+        h.insert(headers::X_AUTH_REQUEST_GROUPS, value);
+    }
 }
 
 fn upstream_failed(

@@ -6,6 +6,7 @@
 //!   -> response (headers cleaned, body streamed with deadlines) -> access log
 //! ```
 
+pub mod decision;
 mod forward;
 pub mod pool;
 pub mod upstream;
@@ -17,19 +18,20 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::SystemTime;
 
-use http::{Method, Request, Response, StatusCode};
+use http::{HeaderValue, Request, Response, StatusCode};
 use hyper::body::Incoming;
 use tokio::time::Instant;
 
 use crate::auth::Identity;
 use crate::http::Body;
-use crate::http::headers::{self, check_framing};
-use crate::http::responses::{json, json_error, unauthorized};
-use crate::identity;
+use crate::http::headers;
+use crate::http::responses::{json, json_error};
+use crate::identity::assertion::Caller;
 use crate::policy::admission::{Admission, AdmissionKind, EndpointIdentity, Gate, Refusal};
 use crate::routing::{Route, request_host};
 use crate::runtime::state::{Snapshot, State};
 use crate::telemetry::access::AccessRecord;
+use decision::Next;
 
 /// Facts about a client connection, fixed at admission.
 #[derive(Clone)]
@@ -94,17 +96,24 @@ pub async fn handle(
         Err(response) => return Ok(exchange.finish(*response, None, &state, done)),
     };
 
-    let response = forward::forward(&conn, &route, parts, body, &mut exchange).await;
+    let assertion = match assertion(&snapshot, &conn, &route, &parts) {
+        Ok(assertion) => assertion,
+        Err(error) => {
+            tracing::error!(app = %route.app, %error, "X-Postern-Assertion could not be signed");
+            exchange.record.decision = "error";
+            exchange.record.reason = "assertion_failed";
+            let response = json_error(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "internal_error",
+                "the gateway could not sign the identity assertion",
+            );
+            return Ok(exchange.finish(response, None, &state, done));
+        }
+    };
+    let response = forward::forward(&conn, &route, parts, body, assertion, &mut exchange).await;
     let timeouts =
         (response.status() != StatusCode::SWITCHING_PROTOCOLS).then_some(&route.timeouts);
     Ok(exchange.finish(response, timeouts, &state, done))
-}
-
-/// Where a request goes once every check has passed.
-enum Next<'a> {
-    Forward(Arc<Route>),
-    /// postern's own issuer endpoints, on `auth.<cluster hostname>`.
-    Issuer(&'a crate::identity::endpoints::LocalIssuer),
 }
 
 /// Runs every check that comes before the upstream, and returns where the
@@ -165,88 +174,55 @@ async fn decide<'a>(
         return Err(Box::new(response));
     }
 
-    if parts.method == Method::CONNECT {
-        record.deny("method_not_allowed");
-        return Err(Box::new(json_error(
-            StatusCode::METHOD_NOT_ALLOWED,
-            "method_not_allowed",
-            "CONNECT is not supported",
-        )));
-    }
-
-    // Only origin-form targets are forwarded: `*` (asterisk-form) has no
-    // path to send and would not survive being joined to the upstream.
-    if !parts.uri.path().starts_with('/') {
-        record.deny("invalid_target");
-        return Err(Box::new(json_error(
-            StatusCode::BAD_REQUEST,
-            "bad_request",
-            "the request target must be a path starting with /",
-        )));
-    }
-
-    let host = request_host(parts).map_err(|e| {
-        record.deny("invalid_host");
-        Box::new(json_error(
-            StatusCode::BAD_REQUEST,
-            "bad_request",
-            &e.to_string(),
-        ))
-    })?;
-    record.host = Some(host.clone());
-
-    check_framing(&parts.headers).map_err(|e| {
-        record.deny("ambiguous_framing");
-        Box::new(json_error(
-            StatusCode::BAD_REQUEST,
-            "bad_request",
-            &e.to_string(),
-        ))
-    })?;
-
-    // The issuer endpoints take no gateway credential: a machine gets its
-    // token there.
-    if conn.gate == Gate::Public
-        && let Some(local) = &snapshot.identities.local
-        && local.host == host
-    {
-        return Ok(Next::Issuer(local));
-    }
-
-    let route = snapshot.routes.lookup(conn.gate, &host);
-    if let Some(route) = route {
+    let (facts, result) =
+        decision::evaluate(snapshot, conn.gate, parts, None, &mut decision::NoTrace).await;
+    record.host = facts.host;
+    if let Some(route) = &facts.route {
         record.app = Some(route.app.clone());
         record.metrics = Some(route.metrics(conn.gate).clone());
     }
-
-    // On the public gate the credential is checked before the host is
-    // looked up in a response, so that a caller without one learns nothing, not even which
-    // apps exist.
-    headers::strip_identity_headers(&mut parts.headers);
-    if conn.gate == Gate::Public {
-        let identity =
-            identity::authenticate(&mut parts.headers, &snapshot.tokens, &snapshot.identities)
-                .await
-                .map_err(|e| {
-                    record.deny(e.as_str());
-                    Box::new(unauthorized(e))
-                })?;
+    if let Some(identity) = facts.identity {
         record.set_identity(&identity);
         parts.extensions.insert(identity);
     }
+    match result {
+        Ok(next) => {
+            if matches!(next, Next::Forward(_)) {
+                record.decision = "allow";
+                record.reason = "authorized";
+            }
+            Ok(next)
+        }
+        Err(denial) => {
+            record.deny(denial.reason);
+            Err(Box::new(denial.response(parts)))
+        }
+    }
+}
 
-    let Some(route) = route else {
-        record.deny("unknown_host");
-        return Err(Box::new(json_error(
-            StatusCode::NOT_FOUND,
-            "not_found",
-            "no app is served at this host",
-        )));
+/// Returns the `X-Postern-Assertion` for a request that goes to `route`,
+/// or `None` when postern has no signing keys or the caller has nothing to
+/// assert.
+fn assertion(
+    snapshot: &Snapshot,
+    conn: &ConnectionInfo,
+    route: &Route,
+    parts: &http::request::Parts,
+) -> Result<Option<HeaderValue>, String> {
+    let Some(local) = &snapshot.identities.local else {
+        return Ok(None);
     };
-
-    record.decision = "allow";
-    record.reason = "authorized";
-    Ok(Next::Forward(route.clone()))
+    let identity = parts.extensions.get::<Identity>();
+    let Some(caller) = Caller::new(conn.gate, identity, &conn.admission, conn.endpoint.as_ref())
+    else {
+        return Ok(None);
+    };
+    let now = crate::identity::now();
+    snapshot
+        .identities
+        .assertions
+        .get(&local.signer, &caller, &route.audience, now)
+        .map(Some)
 }
 
 /// Responds to the balancer's health check on a LOCAL connection:

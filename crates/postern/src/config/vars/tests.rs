@@ -270,3 +270,93 @@ app_config: {}
     let tls = config.public.tls.unwrap();
     assert_eq!(tls.cert, dir.path().join("missing.crt"));
 }
+
+const ACCESS_HEAD: &str = "\
+cluster: {hostname: example.test, region: us-east-1}
+gateways:
+  public: {listen: 127.0.0.1:18080}
+identities:
+  machines:
+    - {name: build-bot, token_sha256: ef713a9461487506d9f18c43e4e5968697a8c95e2db69a36d67fb8660dab6a5f}
+  jwt_issuers:
+    - {name: dex, issuer: https://dex.example.test, audiences: [postern]}
+app_config:
+  web:
+    enabled: true
+    upstream: http://127.0.0.1:3000
+    settings:
+";
+
+#[test]
+fn access_rules_decode_lowercased() {
+    let text = format!(
+        "{ACCESS_HEAD}      allowed_groups: [admins, \"Platform Team\"]
+      allowed_emails: [Alice@Example.COM]
+      allowed_email_domains: [Example.org]
+      allowed_machines: [build-bot, \"dex:ci-runner\"]
+"
+    );
+    let config = Config::from_text(Path::new("vars.yaml"), &text).unwrap();
+    let access = &config.apps["web"].access;
+    assert_eq!(access.groups.len(), 2);
+    assert_eq!(&*access.emails[0], "alice@example.com");
+    assert_eq!(&*access.email_domains[0], "example.org");
+    assert_eq!(access.machines.len(), 2);
+}
+
+#[test]
+fn access_rule_problems_have_paths() {
+    let text = format!(
+        "{ACCESS_HEAD}      allowed_groups: []
+      allowed_emails: [alice, bob@example.com]
+      allowed_email_domains: [\"@example.org\"]
+      allowed_machines: [build-bot, deploy-bot, \"okta:ci\"]
+"
+    );
+    let problems = problems(&text);
+    let found: Vec<(u64, &str)> = problems.iter().map(|p| (p.line, p.path.as_str())).collect();
+    assert_eq!(
+        found,
+        [
+            (14, "app_config.web.settings.allowed_groups"),
+            (15, "app_config.web.settings.allowed_emails[0]"),
+            (16, "app_config.web.settings.allowed_email_domains[0]"),
+        ],
+        "{problems:#?}"
+    );
+    assert!(
+        problems[0].message.contains("deny everyone"),
+        "{}",
+        problems[0]
+    );
+    assert!(
+        problems[2].message.contains("without the @"),
+        "{}",
+        problems[2]
+    );
+
+    // Machine names are checked once the rest of the file is valid.
+    let text = format!(
+        "{ACCESS_HEAD}      allowed_machines: [build-bot, deploy-bot, \"okta:ci\"]
+"
+    );
+    let machine_problems = super::tests::problems(&text);
+    let paths: Vec<&str> = machine_problems.iter().map(|p| p.path.as_str()).collect();
+    assert_eq!(
+        paths,
+        [
+            "app_config.web.settings.allowed_machines[1]",
+            "app_config.web.settings.allowed_machines[2]",
+        ]
+    );
+    assert!(
+        machine_problems[0]
+            .message
+            .contains("unknown machine \"deploy-bot\"")
+    );
+    assert!(
+        machine_problems[1]
+            .message
+            .contains("unknown issuer \"okta\"")
+    );
+}

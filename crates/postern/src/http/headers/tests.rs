@@ -150,3 +150,15 @@ fn request_id_validation() {
     assert_eq!(trusted_request_id(&map(&[("x-request-id", "a b")])), None);
     assert_eq!(trusted_request_id(&map(&[])), None);
 }
+
+#[test]
+fn groups_header_encoding() {
+    let groups: Vec<std::sync::Arc<str>> = ["admins", "Platform Team, EU", "100%", "Équipe"]
+        .into_iter()
+        .map(std::sync::Arc::from)
+        .collect();
+    let value = groups_value(&groups).expect("a valid header value");
+    assert_eq!(value, "admins,Platform%20Team%2C%20EU,100%25,%C3%89quipe");
+    assert_eq!(groups_value(&[]), None);
+    assert_eq!(identity_value("alice@example.com"), "alice@example.com");
+}
