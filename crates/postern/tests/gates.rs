@@ -97,11 +97,18 @@ async fn gate_private_opens_only_private() {
 async fn gate_private_needs_private_gate() {
     let (process, outcome) = start(&spec().without_private_gate(), "private").await;
     assert_eq!(outcome.unwrap_err(), 1);
-    let stderr = process.stderr.lock().unwrap().join("\n");
-    assert!(
-        stderr.contains("--gate private needs the private gate"),
-        "{stderr}"
-    );
+    // The process may exit before the thread reading its stderr has
+    // stored the last line, so look for it for a short while.
+    let wanted = "--gate private needs the private gate";
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    let stderr = loop {
+        let stderr = process.stderr.lock().unwrap().join("\n");
+        if stderr.contains(wanted) || std::time::Instant::now() > deadline {
+            break stderr;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    };
+    assert!(stderr.contains(wanted), "{stderr}");
 }
 
 #[tokio::test]
