@@ -36,8 +36,9 @@ pub(super) async fn serve(
     guard: Arc<ConnectionGuard>,
     tunnels: TaskTracker,
 ) {
-    // Each phase is boxed, so that the task of a long-lived connection
-    // holds only the memory of the phase it is in.
+    // Each phase is boxed and ends before the next one starts, so the task of
+    // a long-lived connection keeps only the memory of its current phase. An
+    // idle keep-alive connection keeps no admission or handshake state.
     let admitted = Box::pin(admit_connection(
         gate,
         &state,
@@ -48,9 +49,54 @@ pub(super) async fn serve(
         tunnels,
     ))
     .await;
-    if let Some(admitted) = admitted {
-        Box::pin(serve_admitted(state, stream, admitted, shutdown)).await;
+    let Some(admitted) = admitted else {
+        return;
+    };
+    let Some(started) = Box::pin(start_protocol(stream, admitted)).await else {
+        return;
+    };
+    let Started {
+        info,
+        limits,
+        protocol,
+    } = *started;
+    let max_head = limits.max_header_bytes;
+    let ambiguous = info.ambiguous_framing.clone();
+    match protocol {
+        Protocol::Plain { io, h2: true } => {
+            Box::pin(protocol::serve_h2(state, info, io, limits, shutdown)).await
+        }
+        Protocol::Plain { io, h2: false } => {
+            let io = Box::new(FramingWatch::new(io, max_head, ambiguous));
+            Box::pin(protocol::serve_h1(state, info, io, limits, shutdown)).await
+        }
+        Protocol::Tls { io, h2: true } => {
+            Box::pin(protocol::serve_h2(state, info, io, limits, shutdown)).await
+        }
+        Protocol::Tls { io, h2: false } => {
+            let io = Box::new(FramingWatch::new(*io, max_head, ambiguous));
+            Box::pin(protocol::serve_h1(state, info, io, limits, shutdown)).await
+        }
     }
+}
+
+/// A connection past admission and TLS, with its HTTP version chosen.
+struct Started {
+    info: Arc<ConnectionInfo>,
+    limits: Limits,
+    protocol: Protocol,
+}
+
+/// The client stream and whether it speaks HTTP/2.
+enum Protocol {
+    Plain {
+        io: PrefixedIo<TcpStream>,
+        h2: bool,
+    },
+    Tls {
+        io: Box<tokio_rustls::server::TlsStream<PrefixedIo<TcpStream>>>,
+        h2: bool,
+    },
 }
 
 /// An admitted connection, ready for TLS and HTTP.
@@ -60,7 +106,6 @@ struct Admitted {
     buf: BytesMut,
     tls: Option<tokio_rustls::TlsAcceptor>,
     limits: Limits,
-    ambiguous_framing: Arc<AtomicU64>,
 }
 
 /// Decides admission, and describes the admitted connection.
@@ -72,7 +117,7 @@ async fn admit_connection(
     shutdown: &watch::Receiver<bool>,
     guard: Arc<ConnectionGuard>,
     tunnels: TaskTracker,
-) -> Option<Admitted> {
+) -> Option<Box<Admitted>> {
     let snapshot = state.snapshot();
     let limits = snapshot.config.limits;
     let (Some(rules), Some(gate_config)) = (snapshot.rules(gate), snapshot.gate_config(gate))
@@ -103,7 +148,6 @@ async fn admit_connection(
             .iter()
             .any(|net| net.contains(&canonical(admission.client.ip())));
     let tls = snapshot.tls(gate).cloned();
-    let ambiguous_framing = Arc::new(AtomicU64::new(0));
     let info = ConnectionInfo {
         gate,
         admission,
@@ -111,7 +155,7 @@ async fn admit_connection(
         endpoint,
         tls: tls.is_some(),
         forwarded_trusted,
-        ambiguous_framing: ambiguous_framing.clone(),
+        ambiguous_framing: Arc::new(AtomicU64::new(0)),
         requests: Arc::new(AtomicU64::new(0)),
         request_body_idle: limits.header_read_timeout,
         client_text: show_addr(admission.client).into(),
@@ -121,50 +165,36 @@ async fn admit_connection(
         tunnels,
         upgrade: Default::default(),
     };
-    Some(Admitted {
+    Some(Box::new(Admitted {
         info,
         buf,
         tls,
         limits,
-        ambiguous_framing,
-    })
+    }))
 }
 
-/// Serves an admitted connection: TLS when the gate has it, then HTTP/2 or
-/// HTTP/1.1.
-async fn serve_admitted(
-    state: Arc<State>,
-    mut stream: TcpStream,
-    admitted: Admitted,
-    shutdown: watch::Receiver<bool>,
-) {
+/// Completes the TLS handshake when the gate has TLS, and detects HTTP/2:
+/// by ALPN with TLS, by the prior-knowledge preface without.
+async fn start_protocol(mut stream: TcpStream, admitted: Box<Admitted>) -> Option<Box<Started>> {
     let Admitted {
         info,
         mut buf,
         tls,
         limits,
-        ambiguous_framing,
-    } = admitted;
+    } = *admitted;
     let (gate, peer) = (info.gate, info.peer);
-    let max_head = limits.max_header_bytes;
-    match tls {
+    let protocol = match tls {
         None => {
             let h2 = tokio::time::timeout(
                 limits.header_read_timeout,
                 starts_with_h2_preface(&mut stream, &mut buf),
             )
             .await;
-            let io = PrefixedIo::new(buf, stream);
-            match h2 {
-                Ok(Ok(true)) => {
-                    Box::pin(protocol::serve_h2(state, info, io, limits, shutdown)).await
-                }
-                Ok(Ok(false)) => {
-                    let io = FramingWatch::new(io, max_head, ambiguous_framing);
-                    Box::pin(protocol::serve_h1(state, info, io, limits, shutdown)).await
-                }
-                // Silent or failed before the first request line.
-                Ok(Err(_)) | Err(_) => {}
+            // Silent or failed before the first request line: close.
+            let h2 = h2.ok()?.ok()?;
+            Protocol::Plain {
+                io: PrefixedIo::new(buf, stream),
+                h2,
             }
         }
         Some(acceptor) => {
@@ -173,25 +203,26 @@ async fn serve_admitted(
                 tokio::time::timeout(limits.header_read_timeout, Box::pin(acceptor.accept(io)))
                     .await;
             match handshake {
-                Ok(Ok(tls_stream)) if tls_stream.get_ref().1.alpn_protocol() == Some(b"h2") => {
-                    Box::pin(protocol::serve_h2(
-                        state, info, tls_stream, limits, shutdown,
-                    ))
-                    .await
-                }
-                Ok(Ok(tls_stream)) => {
-                    let io = FramingWatch::new(tls_stream, max_head, ambiguous_framing);
-                    Box::pin(protocol::serve_h1(state, info, io, limits, shutdown)).await
-                }
+                Ok(Ok(tls_stream)) => Protocol::Tls {
+                    h2: tls_stream.get_ref().1.alpn_protocol() == Some(b"h2"),
+                    io: Box::new(tls_stream),
+                },
                 Ok(Err(error)) => {
-                    tracing::info!(gate = %gate, peer = %show_addr(peer), %error, "TLS handshake failed")
+                    tracing::info!(gate = %gate, peer = %show_addr(peer), %error, "TLS handshake failed");
+                    return None;
                 }
                 Err(_) => {
-                    tracing::info!(gate = %gate, peer = %show_addr(peer), "TLS handshake timed out")
+                    tracing::info!(gate = %gate, peer = %show_addr(peer), "TLS handshake timed out");
+                    return None;
                 }
             }
         }
-    }
+    };
+    Some(Box::new(Started {
+        info: Arc::new(info),
+        limits,
+        protocol,
+    }))
 }
 
 /// Reads until the first bytes show whether the client speaks HTTP/2 with

@@ -74,7 +74,7 @@ type Service = Box<
 /// down.
 pub(super) async fn serve_h2<I>(
     state: Arc<State>,
-    info: ConnectionInfo,
+    info: Arc<ConnectionInfo>,
     io: I,
     limits: Limits,
     shutdown: watch::Receiver<bool>,
@@ -83,7 +83,7 @@ pub(super) async fn serve_h2<I>(
 {
     let (gate, peer) = (info.gate, info.peer);
     let activity = Arc::new(Activity::new());
-    let service = service(state, Arc::new(info), activity.clone());
+    let service = service(state, info, activity.clone());
     let mut builder = http2::Builder::new(TokioExecutor::new());
     builder
         .timer(TokioTimer::new())
@@ -110,15 +110,14 @@ pub(super) async fn serve_h2<I>(
 /// it ends, the client upgrades it, or the gateway shuts down.
 pub(super) async fn serve_h1<I>(
     state: Arc<State>,
-    info: ConnectionInfo,
-    mut io: FramingWatch<I>,
+    info: Arc<ConnectionInfo>,
+    mut io: Box<FramingWatch<I>>,
     limits: Limits,
     shutdown: watch::Receiver<bool>,
 ) where
     I: AsyncRead + AsyncWrite + Park + Unpin + Send + 'static,
 {
     let (gate, peer) = (info.gate, info.peer);
-    let info = Arc::new(info);
     let activity = Arc::new(Activity::new());
     let service = Arc::new(service(state, info.clone(), activity.clone()));
     let mut builder = http1::Builder::new();
@@ -168,7 +167,7 @@ pub(super) async fn serve_h1<I>(
             io.unread(read_buf);
         }
         if info.upgrade.is_expected() {
-            let _ = info.upgrade.fill(Box::new(io));
+            let _ = info.upgrade.fill(io);
             return;
         }
         if !parking {
