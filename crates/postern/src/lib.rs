@@ -36,5 +36,6 @@ pub mod render;
 pub mod routing;
 pub mod runtime;
 pub mod server;
+pub mod session;
 pub mod telemetry;
 pub mod token;

@@ -15,6 +15,7 @@ use super::tree;
 use super::*;
 
 mod identities;
+mod signin;
 
 /// The key in `app_config` that holds gateway settings instead of an app.
 const GATEWAY_SETTINGS_KEY: &str = "istio";
@@ -102,7 +103,7 @@ fn decode_root(
         None => Some(Limits::default()),
     };
 
-    let (cluster, gateways, endpoints_file, identities, (apps, private_switch), limits) = (
+    let (cluster, gateways, endpoints_file, mut identities, (apps, private_switch), limits) = (
         cluster?,
         gateways?,
         endpoints_file?,
@@ -110,6 +111,9 @@ fn decode_root(
         apps?,
         limits?,
     );
+    if let Some(sessions) = &mut identities.identity.sessions {
+        sessions.secure = gateways.public.tls.is_some();
+    }
     check_auth_host_free(d, &identities.identity, &apps, &top);
     let private = assemble_private(d, gateways.private, private_switch, endpoints_file)?;
     check_listeners_distinct(d, &gateways.public, private.as_ref(), gateways.admin, &top);
@@ -135,7 +139,7 @@ fn check_auth_host_free(
     apps: &BTreeMap<String, App>,
     top: &Mapping<'_>,
 ) {
-    if identity.signing.is_none() || !apps.contains_key(AUTH_APP_NAME) {
+    if !identity.serves_auth_host() || !apps.contains_key(AUTH_APP_NAME) {
         return;
     }
     let Some((p, n)) = top.get("app_config") else {
@@ -150,9 +154,9 @@ fn check_auth_host_free(
         line.1,
         &format!("{}.{AUTH_APP_NAME}", p.as_str()),
         format!(
-            "the app name {AUTH_APP_NAME:?} is reserved while identities.signing is set: \
-             postern serves its issuer endpoints at {AUTH_APP_NAME}.<cluster.hostname>; \
-             rename the app"
+            "the app name {AUTH_APP_NAME:?} is reserved while identities.signing or \
+             identities.providers is set: postern serves its issuer endpoints and sign-in at \
+             {AUTH_APP_NAME}.<cluster.hostname>; rename the app"
         ),
     );
 }

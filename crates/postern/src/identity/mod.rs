@@ -32,6 +32,8 @@ pub struct Identities {
     issuers: Vec<Issuer>,
     /// postern's own issuer, when it has signing keys.
     pub local: Option<endpoints::LocalIssuer>,
+    /// Browser sessions, when `identities.sessions` is set.
+    pub sessions: Option<Arc<crate::session::Sessions>>,
     verified: quick_cache::sync::Cache<[u8; 32], Arc<CachedVerdict>>,
 }
 
@@ -92,9 +94,14 @@ impl Identities {
             }
             None => None,
         };
+        let sessions = match &config.sessions {
+            Some(c) => Some(Arc::new(crate::session::Sessions::new(c)?)),
+            None => None,
+        };
         Ok(Identities {
             issuers,
             local,
+            sessions,
             verified: quick_cache::sync::Cache::new(VERIFIED_CACHE_CAPACITY),
         })
     }
