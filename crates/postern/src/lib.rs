@@ -37,5 +37,6 @@ pub mod routing;
 pub mod runtime;
 pub mod server;
 pub mod session;
+pub mod signin;
 pub mod telemetry;
 pub mod token;
