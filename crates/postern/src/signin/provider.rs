@@ -27,7 +27,7 @@ use crate::identity::fetch::error_chain;
 /// Time one call to the provider may take.
 const PROVIDER_TIMEOUT: Duration = Duration::from_secs(10);
 /// Shortest time between two discoveries caused by an unknown signing key.
-const MIN_REDISCOVERY: Duration = Duration::from_secs(10);
+const MIN_REDISCOVERY: Duration = Duration::from_secs(5);
 /// Longest a discovery document is used before it is fetched again.
 const DISCOVERY_MAX_AGE: Duration = Duration::from_secs(3600);
 /// Longest accepted value of a mapped claim, which becomes a header.
@@ -92,8 +92,12 @@ impl Provider {
         // No redirects: a provider that answers with one gets an error, not
         // a request to wherever it points (openidconnect's advice against
         // server-side request forgery).
+        // No pooled connections either: each worker thread runs its own
+        // runtime, and a connection opened on one cannot be relied on from
+        // another; sign-ins and refreshes are rare enough to connect anew.
         let http = reqwest::Client::builder()
             .redirect(reqwest::redirect::Policy::none())
+            .pool_max_idle_per_host(0)
             .timeout(PROVIDER_TIMEOUT)
             .user_agent(concat!("postern/", env!("CARGO_PKG_VERSION")))
             .build()
@@ -158,17 +162,13 @@ impl Provider {
             .ok_or("the provider's token response has no ID token")?
             .clone();
         let expected = Nonce::new(nonce.to_owned());
-        let verify = |client: &Client| {
+        self.verify(&client, |client| {
             id_token
                 .claims(&client.id_token_verifier(), &expected)
                 .map(|_| ())
                 .map_err(|e| format!("the ID token failed verification: {e}"))
-        };
-        if verify(&client).is_err() {
-            // Perhaps signed with a key published after the last discovery.
-            let client = self.client(Some(redirect_uri), true).await?;
-            verify(&client)?;
-        }
+        })
+        .await?;
         let mut grant = self.map_claims(&id_token.to_string())?;
         grant.refresh_token = response.refresh_token().map(|t| t.secret().clone());
         grant.access_expires_at = response
@@ -190,10 +190,15 @@ impl Provider {
             .map_err(|e| format!("the refresh failed: {}", error_chain(&e)))?;
         let mut grant = match response.id_token() {
             Some(id_token) => {
-                let no_nonce = |_: Option<&Nonce>| Ok(());
-                id_token
-                    .claims(&client.id_token_verifier(), no_nonce)
-                    .map_err(|e| format!("the refreshed ID token failed verification: {e}"))?;
+                // A refreshed ID token carries no nonce (OpenID Connect
+                // Core, section 12.2).
+                self.verify(&client, |client| {
+                    id_token
+                        .claims(&client.id_token_verifier(), |_: Option<&Nonce>| Ok(()))
+                        .map(|_| ())
+                        .map_err(|e| format!("the refreshed ID token failed verification: {e}"))
+                })
+                .await?;
                 self.map_claims(&id_token.to_string())?
             }
             None => Grant {
@@ -240,6 +245,20 @@ impl Provider {
             request = request.set_id_token_hint(&token);
         }
         Some(request.http_get_url().to_string())
+    }
+
+    /// Runs an ID token check, and once more after a fresh discovery when
+    /// it fails: the token may be signed with a key the provider published
+    /// since the last one.
+    async fn verify(
+        &self,
+        client: &Client,
+        check: impl Fn(&Client) -> Result<(), String>,
+    ) -> Result<(), String> {
+        if check(client).is_ok() {
+            return Ok(());
+        }
+        check(&self.client(None, true).await?)
     }
 
     /// A client on the current discovery document, fetched first when
