@@ -43,7 +43,7 @@ impl World {
             idp.issuer
         );
         let gateway = GatewaySpec::new()
-            .app(AppSpec::new("echo", echo.addr))
+            .app(AppSpec::new("echo", echo.addr).private())
             .app(AppSpec::new("other", other.addr))
             .identities(&identities)
             .start()
@@ -353,6 +353,19 @@ async fn key_rotation_bad_cookies_and_open_redirects() {
     assert_eq!(page_hits(&w.echo), hits);
     let ok = get_with(&w.gateway, "echo", &[("cookie", &good)]).await;
     assert_eq!(ok.status, 200);
+
+    // The cookie also reaches the private gate's hosts, which are under the
+    // cluster hostname too; it is removed there as well.
+    let private = get_from(
+        VPC_PEER,
+        w.gateway.private_gate(),
+        &private_host("echo"),
+        "/",
+        &[("cookie", &format!("a=1; {good}; b=2"))],
+    )
+    .await;
+    assert_eq!(private.status, 200);
+    assert_eq!(private.echo().header("cookie").as_deref(), Some("a=1; b=2"));
 
     // Every open-redirect form lands on the auth host's own page after
     // sign-in (the provider still knows the browser, so no login form).

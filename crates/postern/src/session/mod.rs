@@ -25,7 +25,7 @@ pub struct Session {
     pub user: String,
     pub email: Option<String>,
     pub groups: Vec<String>,
-    /// How the person signed in: `oidc:<provider name>` or `password`.
+    /// The sign-in method: `oidc:<provider name>` or `password`.
     pub method: String,
     /// Seconds since the epoch.
     pub issued_at: u64,
@@ -35,7 +35,7 @@ pub struct Session {
     pub provider: Option<ProviderGrant>,
 }
 
-/// What an upstream OIDC provider granted at sign-in.
+/// The tokens an upstream OIDC provider granted at sign-in.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ProviderGrant {
     /// The provider's name in `identities.providers`.
@@ -47,7 +47,7 @@ pub struct ProviderGrant {
     pub id_token: Option<String>,
 }
 
-/// Where sessions are kept, built from `identities.sessions`.
+/// The session store, built from `identities.sessions`.
 pub struct Sessions {
     backend: Backend,
     codec: Arc<CookieCodec>,
@@ -73,7 +73,7 @@ pub enum SessionError {
 // === impl Session ===
 
 impl Session {
-    /// The identity the session proves, as a person.
+    /// Returns the identity the session proves, as a person.
     pub fn identity(&self) -> Identity {
         Identity {
             name: Arc::from(self.user.as_str()),
@@ -103,24 +103,24 @@ impl Sessions {
         })
     }
 
-    /// The session lifetime in seconds, for new sessions' `expires_at`.
+    /// Returns the session lifetime in seconds, for new sessions' `expires_at`.
     pub fn lifetime_secs(&self) -> u64 {
         self.lifetime_secs
     }
 
-    /// The cookie codec, for the sign-in flow's own short-lived cookie.
+    /// Returns the cookie codec, for the sign-in flow's own short-lived cookie.
     pub fn codec(&self) -> &CookieCodec {
         &self.codec
     }
 
-    /// The session the request's cookies carry, if any and valid.
+    /// Returns the session the request's cookies carry, if any and valid.
     pub async fn load(&self, headers: &HeaderMap) -> Result<Option<Session>, SessionError> {
         match self.backend {
             Backend::Cookie => {
-                let Some(bytes) = self.codec.open_session(headers) else {
+                let Some(text) = self.codec.open_session(headers) else {
                     return Ok(None);
                 };
-                let session: Option<Session> = serde_json::from_slice(&bytes).ok();
+                let session: Option<Session> = serde_json::from_str(&text).ok();
                 Ok(session.filter(|s| !s.is_expired(crate::identity::now())))
             }
         }
@@ -134,10 +134,10 @@ impl Sessions {
     ) -> Result<Vec<HeaderValue>, SessionError> {
         match self.backend {
             Backend::Cookie => {
-                let bytes =
-                    serde_json::to_vec(session).map_err(|e| SessionError::Encode(e.to_string()))?;
+                let text = serde_json::to_string(session)
+                    .map_err(|e| SessionError::Encode(e.to_string()))?;
                 let max_age = session.expires_at.saturating_sub(crate::identity::now());
-                self.codec.seal_session(headers, &bytes, max_age)
+                self.codec.seal_session(headers, &text, max_age)
             }
         }
     }

@@ -1,4 +1,4 @@
-//! One upstream OpenID provider as a relying party sees it: discovery,
+//! One upstream OpenID provider, used as a relying party: discovery,
 //! the authorization URL with PKCE, state and nonce, the code exchange with
 //! a fully verified ID token, refresh, and the end-session URL.
 //!
@@ -28,7 +28,7 @@ use crate::identity::fetch::error_chain;
 const PROVIDER_TIMEOUT: Duration = Duration::from_secs(10);
 /// Shortest time between two discoveries caused by an unknown signing key.
 const MIN_REDISCOVERY: Duration = Duration::from_secs(5);
-/// Longest a discovery document is used before it is fetched again.
+/// Maximum age of a discovery document before it is fetched again.
 const DISCOVERY_MAX_AGE: Duration = Duration::from_secs(3600);
 /// Longest accepted value of a mapped claim, which becomes a header.
 const MAX_CLAIM_LEN: usize = 256;
@@ -53,7 +53,8 @@ pub struct Provider {
     pub refreshes: super::refresh::SingleFlight,
 }
 
-/// What the browser is sent to, and what must be kept until the callback.
+/// The authorization URL for the browser, and the values kept for the
+/// callback.
 pub struct Authorization {
     pub url: String,
     pub state: String,
@@ -89,7 +90,7 @@ impl Provider {
         {
             return Ok(found);
         }
-        // No redirects: a provider that answers with one gets an error, not
+        // No redirects: a provider that responds with one gets an error, not
         // a request to wherever it points (openidconnect's advice against
         // server-side request forgery).
         // No pooled connections either: each worker thread runs its own
@@ -113,7 +114,7 @@ impl Provider {
         Ok(provider)
     }
 
-    /// The `auth_method` of its sessions.
+    /// Returns the `auth_method` of its sessions.
     pub fn method(&self) -> String {
         format!("oidc:{}", self.config.name)
     }
@@ -222,7 +223,7 @@ impl Provider {
         Ok(grant)
     }
 
-    /// The provider's end-session URL for RP-initiated logout, when its
+    /// Builds the provider's end-session URL for RP-initiated logout, when its
     /// discovery document names one.
     pub async fn end_session_url(
         &self,
@@ -261,7 +262,7 @@ impl Provider {
         check(&self.client(None, true).await?)
     }
 
-    /// A client on the current discovery document, fetched first when
+    /// Builds a client on the current discovery document, fetched first when
     /// missing, old, or (`rediscover`) suspected stale.
     async fn client(&self, redirect_uri: Option<&str>, rediscover: bool) -> Result<Client, String> {
         let metadata = self.metadata(rediscover).await?;
@@ -327,7 +328,7 @@ impl Provider {
                     self.config.user_claim
                 )
             })?;
-        // An address the provider says it has not verified is not used:
+        // An address the provider marks as not verified is not used, because
         // per-app rules may admit people by email domain.
         let verified = claims.get("email_verified").and_then(|v| v.as_bool()) != Some(false);
         let email = text(&self.config.email_claim).filter(|_| verified);
@@ -352,7 +353,7 @@ impl Provider {
     }
 }
 
-/// The claims of a JWT whose signature was already verified.
+/// Decodes the claims of a JWT whose signature was already verified.
 fn payload(token: &str) -> Option<serde_json::Map<String, serde_json::Value>> {
     let part = token.split('.').nth(1)?;
     let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
@@ -361,7 +362,7 @@ fn payload(token: &str) -> Option<serde_json::Map<String, serde_json::Value>> {
     serde_json::from_slice(&bytes).ok()
 }
 
-/// Whether a claim value can travel in a request header.
+/// Checks whether a claim value can travel in a request header.
 fn usable(value: &str) -> bool {
     !value.is_empty()
         && value.len() <= MAX_CLAIM_LEN
