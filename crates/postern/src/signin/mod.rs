@@ -11,6 +11,7 @@
 //! | `/login` | the login page (not yet: 404) |
 //! | anything else | postern's issuer endpoints, when it signs tokens |
 
+mod claims;
 pub mod credential;
 mod flow;
 mod pages;

@@ -11,7 +11,6 @@ use std::str::FromStr;
 use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
-use base64::Engine;
 use openidconnect::core::{CoreAuthenticationFlow, CoreClient, CoreIdToken};
 use openidconnect::{
     AuthorizationCode, ClientId, ClientSecret, CsrfToken, EndpointMaybeSet, EndpointNotSet,
@@ -21,6 +20,7 @@ use openidconnect::{
 };
 use tokio::time::Instant;
 
+use super::claims::map_claims;
 use crate::config::identity::ProviderConfig;
 use crate::identity::fetch::error_chain;
 
@@ -30,8 +30,6 @@ const PROVIDER_TIMEOUT: Duration = Duration::from_secs(10);
 const MIN_REDISCOVERY: Duration = Duration::from_secs(5);
 /// Maximum age of a discovery document before it is fetched again.
 const DISCOVERY_MAX_AGE: Duration = Duration::from_secs(3600);
-/// Longest accepted value of a mapped claim, which becomes a header.
-const MAX_CLAIM_LEN: usize = 256;
 
 type Client = CoreClient<
     EndpointSet,
@@ -111,6 +109,21 @@ impl Provider {
             refreshes: super::refresh::SingleFlight::default(),
         });
         providers.push(Arc::downgrade(&provider));
+
+        // Discover at once, so a misconfigured provider shows in the log at
+        // start and the first sign-in does not wait; a failure is retried at
+        // the first sign-in.
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            let weak = Arc::downgrade(&provider);
+            runtime.spawn(async move {
+                let Some(provider) = weak.upgrade() else {
+                    return;
+                };
+                if let Err(error) = provider.metadata(false).await {
+                    tracing::warn!(provider = %provider.config.name, %error, "Provider discovery failed");
+                }
+            });
+        }
         Ok(provider)
     }
 
@@ -170,7 +183,7 @@ impl Provider {
                 .map_err(|e| format!("the ID token failed verification: {e}"))
         })
         .await?;
-        let mut grant = self.map_claims(&id_token.to_string())?;
+        let mut grant = map_claims(&self.config, &id_token.to_string())?;
         grant.refresh_token = response.refresh_token().map(|t| t.secret().clone());
         grant.access_expires_at = response
             .expires_in()
@@ -200,7 +213,7 @@ impl Provider {
                         .map_err(|e| format!("the refreshed ID token failed verification: {e}"))
                 })
                 .await?;
-                self.map_claims(&id_token.to_string())?
+                map_claims(&self.config, &id_token.to_string())?
             }
             None => Grant {
                 user: String::new(),
@@ -309,62 +322,4 @@ impl Provider {
             },
         }
     }
-
-    /// Reads the configured claims from a verified ID token.
-    fn map_claims(&self, id_token: &str) -> Result<Grant, String> {
-        let claims = payload(id_token).ok_or("the ID token's claims do not parse")?;
-        let text = |name: &str| {
-            claims
-                .get(name)
-                .and_then(|v| v.as_str())
-                .filter(|v| usable(v))
-        };
-        let user = text(&self.config.user_claim)
-            .or_else(|| text("sub"))
-            .ok_or_else(|| {
-                format!(
-                    "the ID token has no usable {} or sub claim (printable ASCII, at most \
-                     {MAX_CLAIM_LEN} characters)",
-                    self.config.user_claim
-                )
-            })?;
-        // An address the provider marks as not verified is not used, because
-        // per-app rules may admit people by email domain.
-        let verified = claims.get("email_verified").and_then(|v| v.as_bool()) != Some(false);
-        let email = text(&self.config.email_claim).filter(|_| verified);
-        let groups = match claims.get(&self.config.groups_claim) {
-            Some(serde_json::Value::Array(items)) => items
-                .iter()
-                .filter_map(|g| g.as_str())
-                .filter(|g| usable(g) && !g.contains(','))
-                .map(str::to_owned)
-                .collect(),
-            Some(serde_json::Value::String(g)) if usable(g) => vec![g.clone()],
-            _ => Vec::new(),
-        };
-        Ok(Grant {
-            user: user.to_owned(),
-            email: email.map(str::to_owned),
-            groups,
-            refresh_token: None,
-            access_expires_at: None,
-            id_token: Some(id_token.to_owned()),
-        })
-    }
-}
-
-/// Decodes the claims of a JWT whose signature was already verified.
-fn payload(token: &str) -> Option<serde_json::Map<String, serde_json::Value>> {
-    let part = token.split('.').nth(1)?;
-    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
-        .decode(part)
-        .ok()?;
-    serde_json::from_slice(&bytes).ok()
-}
-
-/// Checks whether a claim value can travel in a request header.
-fn usable(value: &str) -> bool {
-    !value.is_empty()
-        && value.len() <= MAX_CLAIM_LEN
-        && value.bytes().all(|b| (0x20..0x7f).contains(&b))
 }
