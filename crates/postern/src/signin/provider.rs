@@ -91,9 +91,10 @@ impl Provider {
         // No redirects: a provider that responds with one gets an error, not
         // a request to wherever it points (openidconnect's advice against
         // server-side request forgery).
-        // No pooled connections either: each worker thread runs its own
-        // runtime, and a connection opened on one cannot be relied on from
-        // another; sign-ins and refreshes are rare enough to connect anew.
+        // No pooled connections either, as a precaution: each worker thread
+        // runs its own runtime, and a pooled connection is driven by the
+        // runtime that opened it. Sign-ins and refreshes are rare enough to
+        // connect anew.
         let http = reqwest::Client::builder()
             .redirect(reqwest::redirect::Policy::none())
             .pool_max_idle_per_host(0)
