@@ -172,7 +172,14 @@ async fn explain(
         ),
     }
 
-    let (facts, result) = decision::evaluate(snapshot, gate, parts, identity, &mut Printer).await;
+    // Without a running gateway there is no connection to learn the scheme
+    // from, so it follows the public gate's TLS setting.
+    let scheme = match snapshot.config.public.tls {
+        Some(_) => "https",
+        None => "http",
+    };
+    let (facts, result) =
+        decision::evaluate(snapshot, gate, scheme, parts, identity, &mut Printer).await;
     match result {
         Ok(Next::Forward(route)) => {
             println!(
@@ -181,7 +188,9 @@ async fn explain(
             );
             print_upstream_identity(snapshot, gate, &facts, &admission, endpoint.as_ref());
         }
-        Ok(Next::Issuer(_)) => println!("outcome: issuer (served by postern's issuer endpoints)"),
+        Ok(Next::AuthHost) => {
+            println!("outcome: auth host (served by postern's sign-in and issuer endpoints)")
+        }
         Err(denial) => println!("outcome: deny {} {}", denial.status.as_u16(), denial.reason),
     }
 }

@@ -16,6 +16,7 @@ use super::*;
 
 mod identities;
 mod settings;
+mod signin;
 
 /// The key in `app_config` that holds gateway settings instead of an app.
 const GATEWAY_SETTINGS_KEY: &str = "istio";
@@ -103,7 +104,7 @@ fn decode_root(
         None => Some(Limits::default()),
     };
 
-    let (cluster, gateways, endpoints_file, identities, (apps, private_switch), limits) = (
+    let (cluster, gateways, endpoints_file, mut identities, (apps, private_switch), limits) = (
         cluster?,
         gateways?,
         endpoints_file?,
@@ -111,6 +112,9 @@ fn decode_root(
         apps?,
         limits?,
     );
+    if let Some(sessions) = &mut identities.identity.sessions {
+        sessions.secure = gateways.public.tls.is_some();
+    }
     check_auth_host_free(d, &identities.identity, &apps, &top);
     settings::check_machine_rules(
         d,
@@ -150,7 +154,7 @@ fn check_auth_host_free(
     apps: &BTreeMap<String, App>,
     top: &Mapping<'_>,
 ) {
-    if identity.signing.is_none() || !apps.contains_key(AUTH_APP_NAME) {
+    if !identity.serves_auth_host() || !apps.contains_key(AUTH_APP_NAME) {
         return;
     }
     let Some((p, n)) = top.get("app_config") else {
@@ -165,9 +169,9 @@ fn check_auth_host_free(
         line.1,
         &format!("{}.{AUTH_APP_NAME}", p.as_str()),
         format!(
-            "the app name {AUTH_APP_NAME:?} is reserved while identities.signing is set: \
-             postern serves its issuer endpoints at {AUTH_APP_NAME}.<cluster.hostname>; \
-             rename the app"
+            "the app name {AUTH_APP_NAME:?} is reserved while identities.signing or \
+             identities.providers is set: postern serves its issuer endpoints and sign-in at \
+             {AUTH_APP_NAME}.<cluster.hostname>; rename the app"
         ),
     );
 }
@@ -697,5 +701,8 @@ fn parse_upstream(text: &str) -> Result<Upstream, String> {
 #[cfg(test)]
 #[path = "vars/identities_tests.rs"]
 mod identities_tests;
+#[cfg(test)]
+#[path = "vars/signin_tests.rs"]
+mod signin_tests;
 #[cfg(test)]
 mod tests;

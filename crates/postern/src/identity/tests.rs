@@ -26,6 +26,7 @@ fn identities() -> Identities {
         clients: Vec::new(),
         issuers: Vec::new(),
         signing: Some(signing()),
+        ..IdentityConfig::default()
     };
     Identities::new(&config, "example.test").unwrap()
 }

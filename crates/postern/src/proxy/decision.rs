@@ -9,25 +9,31 @@ use std::fmt;
 use std::sync::Arc;
 
 use http::request::Parts;
-use http::{Method, Response, StatusCode};
+use http::{HeaderValue, Method, Response, StatusCode};
 
 use crate::auth::{AuthError, Identity};
 use crate::http::Body;
 use crate::http::headers::{self, check_framing};
-use crate::http::negotiate::accepts_html;
+use crate::http::negotiate::{accepts_html, is_browser_navigation};
 use crate::http::responses::{forbidden_by_access_rule, json_error, unauthorized};
 use crate::identity;
-use crate::identity::endpoints::LocalIssuer;
 use crate::policy::admission::Gate;
 use crate::routing::{Route, request_host};
 use crate::runtime::state::Snapshot;
+use crate::signin::{self, credential::SessionCredential};
 
 /// The destination of a request that passed every check.
-pub enum Next<'a> {
+pub enum Next {
     Forward(Arc<Route>),
-    /// postern's own issuer endpoints, on `auth.<cluster hostname>`.
-    Issuer(&'a LocalIssuer),
+    /// postern's own endpoints on `auth.<cluster hostname>`: sign-in,
+    /// sign-out and the issuer.
+    AuthHost,
 }
+
+/// Set-Cookie values of a session refreshed during the credential step,
+/// for the response. The step leaves them in the request's extensions.
+#[derive(Clone)]
+pub struct SessionCookies(pub Vec<HeaderValue>);
 
 /// The facts the steps found, whether or not the request passed.
 #[derive(Default)]
@@ -44,6 +50,8 @@ pub struct Denial {
     pub status: StatusCode,
     pub reason: &'static str,
     kind: DenialKind,
+    /// Set-Cookie values that clear a session that ended.
+    clear_cookies: Vec<HeaderValue>,
 }
 
 #[derive(Debug)]
@@ -53,6 +61,8 @@ enum DenialKind {
         message: Cow<'static, str>,
     },
     Unauthorized(AuthError),
+    /// A browser navigation without a credential: a redirect to sign in.
+    SignIn(String),
     AccessRule,
 }
 
@@ -80,16 +90,20 @@ impl Denial {
                 code,
                 message: message.into(),
             },
+            clear_cookies: Vec::new(),
         }
     }
 
     /// Builds the response the client gets.
-    pub fn response(&self, parts: &Parts) -> Response<Body> {
-        match &self.kind {
+    pub fn response(self, parts: &Parts) -> Response<Body> {
+        let mut response = match &self.kind {
             DenialKind::Error { code, message } => json_error(self.status, code, message),
             DenialKind::Unauthorized(error) => unauthorized(*error),
+            DenialKind::SignIn(location) => signin::found(location),
             DenialKind::AccessRule => forbidden_by_access_rule(accepts_html(parts)),
-        }
+        };
+        signin::set_cookies(&mut response, self.clear_cookies);
+        response
     }
 }
 
@@ -105,26 +119,41 @@ impl Trace for NoTrace {
 /// the header that carried the credential are removed from `parts`.
 /// `described` replaces the credential step: `postern explain` passes
 /// an identity that the user described instead of a credential.
-pub async fn evaluate<'a>(
-    snapshot: &'a Snapshot,
+/// `scheme` is the scheme of the public gate's URLs in the browser, for
+/// the return address of a sign-in.
+pub async fn evaluate(
+    snapshot: &Snapshot,
     gate: Gate,
+    scheme: &'static str,
     parts: &mut Parts,
     described: Option<Identity>,
     trace: &mut impl Trace,
-) -> (Facts, Result<Next<'a>, Denial>) {
+) -> (Facts, Result<Next, Denial>) {
     let mut facts = Facts::default();
-    let result = steps(snapshot, gate, parts, described, trace, &mut facts).await;
+    let request = Request {
+        gate,
+        scheme,
+        described,
+    };
+    let result = steps(snapshot, request, parts, trace, &mut facts).await;
     (facts, result)
 }
 
-async fn steps<'a>(
-    snapshot: &'a Snapshot,
+/// What the steps know about a request beyond its head.
+struct Request {
     gate: Gate,
-    parts: &mut Parts,
+    scheme: &'static str,
     described: Option<Identity>,
+}
+
+async fn steps(
+    snapshot: &Snapshot,
+    request: Request,
+    parts: &mut Parts,
     trace: &mut impl Trace,
     facts: &mut Facts,
-) -> Result<Next<'a>, Denial> {
+) -> Result<Next, Denial> {
+    let gate = request.gate;
     check_target(parts)?;
 
     let host = request_host(parts).map_err(|e| {
@@ -148,17 +177,14 @@ async fn steps<'a>(
         )
     })?;
 
-    // The issuer endpoints take no gateway credential: a machine gets its
-    // token there.
-    if gate == Gate::Public
-        && let Some(local) = &snapshot.identities.local
-        && local.host == host
-    {
+    // The auth host takes no gateway credential: people sign in there and
+    // machines get their tokens there.
+    if gate == Gate::Public && snapshot.identities.auth_host.as_deref() == Some(host.as_str()) {
         trace.step(
             "route",
-            format_args!("{host} is postern's issuer; no credential needed"),
+            format_args!("{host} is postern's sign-in and issuer host; no credential needed"),
         );
-        return Ok(Next::Issuer(local));
+        return Ok(Next::AuthHost);
     }
 
     let route = snapshot.routes.lookup(gate, &host);
@@ -179,13 +205,18 @@ async fn steps<'a>(
     // nothing, not even which apps exist.
     headers::strip_identity_headers(&mut parts.headers);
     if gate == Gate::Public {
-        let identity = credential(snapshot, parts, described, trace).await?;
+        let identity = credential(snapshot, request, parts, trace).await?;
         facts.identity = Some(identity);
     } else {
         trace.step(
             "credential",
             format_args!("none needed: the private gate admits by network"),
         );
+    }
+    // The session cookie is sent to every host under the cluster hostname,
+    // the private gate's included, so it is removed before any app.
+    if let Some(sessions) = &snapshot.identities.sessions {
+        sessions.strip_cookies(&mut parts.headers);
     }
 
     let Some(route) = route else {
@@ -209,6 +240,7 @@ async fn steps<'a>(
                     status: StatusCode::FORBIDDEN,
                     reason: "access_rule",
                     kind: DenialKind::AccessRule,
+                    clear_cookies: Vec::new(),
                 });
             }
         }
@@ -244,15 +276,17 @@ fn check_target(parts: &Parts) -> Result<(), Denial> {
     Ok(())
 }
 
-/// Runs the public gate's credential step: verifies the bearer
-/// credential, or takes the identity `postern explain` was given.
+/// Runs the public gate's credential step: a bearer token when one is
+/// sent, else the session cookie, or the identity `postern explain` was
+/// given. A browser navigation without a credential is sent to sign in
+/// when sign-in is configured. Anything else gets 401.
 async fn credential(
     snapshot: &Snapshot,
+    request: Request,
     parts: &mut Parts,
-    described: Option<Identity>,
     trace: &mut impl Trace,
 ) -> Result<Identity, Denial> {
-    if let Some(identity) = described {
+    if let Some(identity) = request.described {
         trace.step(
             "credential",
             format_args!(
@@ -262,21 +296,84 @@ async fn credential(
         );
         return Ok(identity);
     }
-    match identity::authenticate(&mut parts.headers, &snapshot.tokens, &snapshot.identities).await {
+    let identities = &snapshot.identities;
+    let error = match identity::authenticate(&mut parts.headers, &snapshot.tokens, identities).await
+    {
         Ok(identity) => {
             trace.step(
                 "credential",
                 format_args!("{} proven by {}", identity.name, identity.method),
             );
-            Ok(identity)
+            return Ok(identity);
         }
-        Err(error) => {
-            trace.step("credential", format_args!("rejected: {}", error.as_str()));
-            Err(Denial {
-                status: StatusCode::UNAUTHORIZED,
-                reason: error.as_str(),
-                kind: DenialKind::Unauthorized(error),
-            })
+        Err(error) => error,
+    };
+
+    // No bearer, or one in Authorization that is the app's own key: the
+    // session cookie may prove who is calling.
+    let mut clear_cookies = Vec::new();
+    if matches!(error, AuthError::Missing | AuthError::UnknownAuthorization) {
+        match signin::credential::session(identities, &parts.headers).await {
+            SessionCredential::Valid {
+                identity,
+                set_cookies,
+            } => {
+                trace.step(
+                    "credential",
+                    format_args!(
+                        "{} proven by a session ({})",
+                        identity.name, identity.method
+                    ),
+                );
+                if !set_cookies.is_empty() {
+                    parts.extensions.insert(SessionCookies(set_cookies));
+                }
+                return Ok(identity);
+            }
+            SessionCredential::None { clear } => clear_cookies = clear,
         }
     }
+
+    trace.step("credential", format_args!("rejected: {}", error.as_str()));
+    let sign_in = error == AuthError::Missing
+        && identities.sign_in_configured()
+        && is_browser_navigation(parts);
+    let (status, kind) = if sign_in {
+        let location = sign_in_location(snapshot, request.scheme, parts);
+        trace.step(
+            "sign-in",
+            format_args!("a browser navigation: redirected to {location}"),
+        );
+        (StatusCode::FOUND, DenialKind::SignIn(location))
+    } else {
+        (StatusCode::UNAUTHORIZED, DenialKind::Unauthorized(error))
+    };
+    Err(Denial {
+        status,
+        reason: error.as_str(),
+        kind,
+        clear_cookies,
+    })
+}
+
+/// Builds the sign-in address for a browser navigation, with the address
+/// the browser asked for as `rd`. The sign-in validates `rd` again before
+/// it redirects there.
+fn sign_in_location(snapshot: &Snapshot, scheme: &str, parts: &Parts) -> String {
+    let authority = parts
+        .headers
+        .get(http::header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .or(parts.uri.authority().map(|a| a.as_str()))
+        .unwrap_or_default();
+    let target = parts.uri.path_and_query().map_or("/", |p| p.as_str());
+    let here = format!("{scheme}://{authority}{target}");
+    let query = form_urlencoded::Serializer::new(String::new())
+        .append_pair("rd", &here)
+        .finish();
+    let hostname = &snapshot.config.cluster.hostname;
+    format!(
+        "{}/oauth2/start?{query}",
+        signin::auth_origin(parts, hostname, scheme)
+    )
 }

@@ -86,11 +86,13 @@ pub async fn handle(
 
     let route = match decide(&state, &snapshot, &conn, &mut parts, &mut exchange.record).await {
         Ok(Next::Forward(route)) => route,
-        Ok(Next::Issuer(local)) => {
-            let record = &mut exchange.record;
-            let response = local
-                .serve(parts, body, conn.request_body_idle, record)
-                .await;
+        Ok(Next::AuthHost) => {
+            let request = crate::signin::AuthRequest {
+                identities: &snapshot.identities,
+                scheme: public_scheme(&conn, &parts),
+                body_idle: conn.request_body_idle,
+            };
+            let response = crate::signin::serve(request, parts, body, &mut exchange.record).await;
             return Ok(exchange.finish(response, None, &state, done));
         }
         Err(response) => return Ok(exchange.finish(*response, None, &state, done)),
@@ -110,7 +112,12 @@ pub async fn handle(
             return Ok(exchange.finish(response, None, &state, done));
         }
     };
-    let response = forward::forward(&conn, &route, parts, body, assertion, &mut exchange).await;
+    // A refreshed session's cookies go out with the app's response.
+    let refreshed = parts.extensions.remove::<decision::SessionCookies>();
+    let mut response = forward::forward(&conn, &route, parts, body, assertion, &mut exchange).await;
+    if let Some(decision::SessionCookies(cookies)) = refreshed {
+        crate::signin::set_cookies(&mut response, cookies);
+    }
     let timeouts =
         (response.status() != StatusCode::SWITCHING_PROTOCOLS).then_some(&route.timeouts);
     Ok(exchange.finish(response, timeouts, &state, done))
@@ -118,13 +125,13 @@ pub async fn handle(
 
 /// Runs every check that comes before the upstream, and returns where the
 /// request goes or the response that ends the request here.
-async fn decide<'a>(
+async fn decide(
     state: &State,
-    snapshot: &'a Snapshot,
+    snapshot: &Snapshot,
     conn: &ConnectionInfo,
     parts: &mut http::request::Parts,
     record: &mut AccessRecord,
-) -> Result<Next<'a>, Box<Response<Body>>> {
+) -> Result<Next, Box<Response<Body>>> {
     if conn.admission.kind == AdmissionKind::HealthCheck {
         return Err(Box::new(health_check(state, parts, record)));
     }
@@ -174,8 +181,15 @@ async fn decide<'a>(
         return Err(Box::new(response));
     }
 
-    let (facts, result) =
-        decision::evaluate(snapshot, conn.gate, parts, None, &mut decision::NoTrace).await;
+    let (facts, result) = decision::evaluate(
+        snapshot,
+        conn.gate,
+        public_scheme(conn, parts),
+        parts,
+        None,
+        &mut decision::NoTrace,
+    )
+    .await;
     record.host = facts.host;
     if let Some(route) = &facts.route {
         record.app = Some(route.app.clone());
@@ -223,6 +237,21 @@ fn assertion(
         .assertions
         .get(&local.signer, &caller, &route.audience, now)
         .map(Some)
+}
+
+/// Returns the public gate's scheme in the browser's URLs: `https` with TLS here
+/// or, from a trusted forwarder, with `X-Forwarded-Proto: https`.
+pub(crate) fn public_scheme(conn: &ConnectionInfo, parts: &http::request::Parts) -> &'static str {
+    let forwarded_https = conn.forwarded_trusted
+        && parts
+            .headers
+            .get("x-forwarded-proto")
+            .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"https"));
+    if conn.tls || forwarded_https {
+        "https"
+    } else {
+        "http"
+    }
 }
 
 /// Responds to the balancer's health check on a LOCAL connection:

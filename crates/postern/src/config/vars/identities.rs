@@ -12,7 +12,7 @@ use super::{Machine, parse_name, parse_sha256_hex, required};
 
 /// Keys of identity sources that are planned but not implemented: they are
 /// rejected with a clear message instead of being silently ignored.
-const NOT_SUPPORTED_YET: [&str; 3] = ["providers", "users", "sessions"];
+const NOT_SUPPORTED_YET: [&str; 1] = ["users"];
 
 /// Everything under `identities`.
 pub(super) struct Decoded {
@@ -66,7 +66,17 @@ pub(super) fn identities(
         Some((p, n)) => signing(d, p.cursor(n), base, hostname).map(Some),
         None => Some(None),
     };
-    let (machines, clients, issuers, signing) = (machines?, clients?, issuers?, signing?);
+    let sessions = match map.get("sessions") {
+        Some((p, n)) => super::signin::sessions(d, p.cursor(n), base, hostname).map(Some),
+        None => Some(None),
+    };
+    let providers = match map.get("providers") {
+        Some((p, n)) => super::signin::providers(d, p.cursor(n), base),
+        None => Some(Vec::new()),
+    };
+    let (machines, clients, issuers, signing, sessions, providers) = (
+        machines?, clients?, issuers?, signing?, sessions?, providers?,
+    );
 
     let mut complete = true;
     if !clients.is_empty() && signing.is_none() {
@@ -78,6 +88,15 @@ pub(super) fn identities(
         );
         complete = false;
     }
+    if !providers.is_empty() && sessions.is_none() {
+        let (p, n) = map.get("providers")?;
+        d.report(
+            p.cursor(n),
+            "identities.providers needs identities.sessions: a sign-in is kept in a session \
+             cookie sealed with its keys",
+        );
+        complete = false;
+    }
     complete &= check_names_distinct(d, &map, &machines, &clients);
     complete &= check_issuers_distinct(d, &map, &issuers, signing.as_ref());
     complete.then_some(Decoded {
@@ -86,6 +105,8 @@ pub(super) fn identities(
             clients,
             issuers,
             signing,
+            sessions,
+            providers,
         },
     })
 }
@@ -453,7 +474,7 @@ fn check_issuers_distinct(
 }
 
 /// Reports a problem at item `i` of the list at `list`.
-fn report_item(d: &mut Decoder, list: Cursor<'_>, i: usize, message: String) {
+pub(super) fn report_item(d: &mut Decoder, list: Cursor<'_>, i: usize, message: String) {
     if let Some(items) = d.sequence(list) {
         let path = index(list.path(), i);
         d.report(path.cursor(&items[i]), message);
@@ -465,7 +486,7 @@ fn report_item(d: &mut Decoder, list: Cursor<'_>, i: usize, message: String) {
 /// Accepts an `https` URL, or `http` on a loopback host (for tests and
 /// local issuers), without query or fragment. Trailing slashes are kept:
 /// `iss` is compared byte for byte.
-fn parse_url(text: &str) -> Result<String, String> {
+pub(super) fn parse_url(text: &str) -> Result<String, String> {
     let invalid =
         |why: &str| format!("invalid URL {text:?}: {why}; expected https://HOST[:PORT][/PATH]");
     let uri: http::Uri = text.parse().map_err(|_| invalid("not a URL"))?;
@@ -502,7 +523,7 @@ fn parse_audience(text: &str) -> Result<String, String> {
     }
 }
 
-fn parse_claim_name(text: &str) -> Result<String, String> {
+pub(super) fn parse_claim_name(text: &str) -> Result<String, String> {
     let ok = !text.is_empty()
         && text
             .bytes()

@@ -107,10 +107,10 @@ fn unsafe_issuer_settings_rejected() {
 
 #[test]
 fn later_sources_not_supported_yet() {
-    let text = vars("  providers: []\n  users: []\n  sessions: {}\n");
+    let text = vars("  users: []\n");
     let problems = problems_of(&text);
-    assert_eq!(problems.len(), 3);
-    for (problem, key) in problems.iter().zip(["providers", "users", "sessions"]) {
+    assert_eq!(problems.len(), 1);
+    for (problem, key) in problems.iter().zip(["users"]) {
         assert_eq!(problem.path, format!("identities.{key}"));
         assert!(problem.message.contains("not supported yet"), "{problem}");
     }
