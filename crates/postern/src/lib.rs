@@ -18,6 +18,7 @@
 //! - [`server`]: listeners, TLS, connection limits and the admin endpoints.
 //! - [`telemetry`]: logging, the access log and metrics.
 //! - [`runtime`]: the live state, reloads and shutdown.
+//! - [`signin`]: sign-in for people on the auth host: the login page.
 //! - [`quickstart`]: the embedded demo.
 //! - [`render`]: Kubernetes manifests for a vars file.
 
@@ -29,6 +30,7 @@ pub mod config;
 pub mod http;
 pub mod identity;
 pub mod net;
+pub mod passwd;
 pub mod policy;
 pub mod proxy;
 pub mod quickstart;
@@ -36,5 +38,6 @@ pub mod render;
 pub mod routing;
 pub mod runtime;
 pub mod server;
+pub mod signin;
 pub mod telemetry;
 pub mod token;

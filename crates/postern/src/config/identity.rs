@@ -24,12 +24,27 @@ pub const DEFAULT_ALGORITHMS: [Algorithm; 2] = [Algorithm::RS256, Algorithm::ES2
 /// The issuer name reserved for postern itself, as in `jwt:postern`.
 pub const POSTERN_ISSUER_NAME: &str = "postern";
 
-/// `identities.clients`, `identities.jwt_issuers` and `identities.signing`.
+/// `identities.clients`, `identities.jwt_issuers`, `identities.signing` and
+/// `identities.users`.
 #[derive(Debug, Clone, Default)]
 pub struct IdentityConfig {
     pub clients: Vec<OAuthClient>,
     pub issuers: Vec<TrustedIssuer>,
     pub signing: Option<Signing>,
+    pub users: Vec<User>,
+}
+
+/// A person provisioned in postern, who signs in on postern's login page
+/// with a password.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct User {
+    /// The user name typed on the login page; becomes `X-Auth-Request-User`.
+    pub name: String,
+    pub email: Option<String>,
+    pub groups: Vec<String>,
+    /// The password's argon2id hash as a PHC string (`$argon2id$v=19$...`),
+    /// checked to parse when the config was decoded.
+    pub password_argon2id: String,
 }
 
 /// A machine that gets short-lived JWTs from postern's token endpoint with

@@ -15,6 +15,7 @@ use super::tree;
 use super::*;
 
 mod identities;
+mod users;
 
 /// The key in `app_config` that holds gateway settings instead of an app.
 const GATEWAY_SETTINGS_KEY: &str = "istio";
@@ -135,7 +136,8 @@ fn check_auth_host_free(
     apps: &BTreeMap<String, App>,
     top: &Mapping<'_>,
 ) {
-    if identity.signing.is_none() || !apps.contains_key(AUTH_APP_NAME) {
+    let serves_auth_host = identity.signing.is_some() || !identity.users.is_empty();
+    if !serves_auth_host || !apps.contains_key(AUTH_APP_NAME) {
         return;
     }
     let Some((p, n)) = top.get("app_config") else {
@@ -150,9 +152,9 @@ fn check_auth_host_free(
         line.1,
         &format!("{}.{AUTH_APP_NAME}", p.as_str()),
         format!(
-            "the app name {AUTH_APP_NAME:?} is reserved while identities.signing is set: \
-             postern serves its issuer endpoints at {AUTH_APP_NAME}.<cluster.hostname>; \
-             rename the app"
+            "the app name {AUTH_APP_NAME:?} is reserved while identities.signing or \
+             identities.users is set: postern serves its issuer endpoints and login page at \
+             {AUTH_APP_NAME}.<cluster.hostname>; rename the app"
         ),
     );
 }

@@ -5,12 +5,15 @@
 //! shaped like a JWT, when any issuer is trusted, is verified here; any
 //! other token is a machine token, checked as before.
 
+pub mod attempts;
 pub mod clients;
 pub mod endpoints;
 mod fetch;
 pub mod jwks;
 pub mod jwt;
+pub mod password;
 pub mod signing;
+pub mod users;
 
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -32,6 +35,8 @@ pub struct Identities {
     issuers: Vec<Issuer>,
     /// postern's own issuer, when it has signing keys.
     pub local: Option<endpoints::LocalIssuer>,
+    /// People who sign in with a password on the login page.
+    pub users: users::Users,
     verified: quick_cache::sync::Cache<[u8; 32], Arc<CachedVerdict>>,
 }
 
@@ -95,6 +100,7 @@ impl Identities {
         Ok(Identities {
             issuers,
             local,
+            users: users::Users::new(&config.users)?,
             verified: quick_cache::sync::Cache::new(VERIFIED_CACHE_CAPACITY),
         })
     }

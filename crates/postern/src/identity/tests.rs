@@ -26,6 +26,7 @@ fn identities() -> Identities {
         clients: Vec::new(),
         issuers: Vec::new(),
         signing: Some(signing()),
+        users: Vec::new(),
     };
     Identities::new(&config, "example.test").unwrap()
 }

@@ -1,6 +1,6 @@
 //! Decoding of `identities`: machines, OAuth clients, trusted JWT issuers,
-//! postern's signing keys, and the keys of identity sources that this
-//! version does not support yet.
+//! postern's signing keys, users (in `users.rs`), and the keys of identity
+//! sources that this version does not support yet.
 
 use std::net::IpAddr;
 use std::path::Path;
@@ -12,7 +12,7 @@ use super::{Machine, parse_name, parse_sha256_hex, required};
 
 /// Keys of identity sources that are planned but not implemented: they are
 /// rejected with a clear message instead of being silently ignored.
-const NOT_SUPPORTED_YET: [&str; 3] = ["providers", "users", "sessions"];
+const NOT_SUPPORTED_YET: [&str; 2] = ["providers", "sessions"];
 
 /// Everything under `identities`.
 pub(super) struct Decoded {
@@ -66,7 +66,12 @@ pub(super) fn identities(
         Some((p, n)) => signing(d, p.cursor(n), base, hostname).map(Some),
         None => Some(None),
     };
-    let (machines, clients, issuers, signing) = (machines?, clients?, issuers?, signing?);
+    let users = match map.get("users") {
+        Some((p, n)) => super::users::users(d, p.cursor(n)),
+        None => Some(Vec::new()),
+    };
+    let (machines, clients, issuers, signing, users) =
+        (machines?, clients?, issuers?, signing?, users?);
 
     let mut complete = true;
     if !clients.is_empty() && signing.is_none() {
@@ -78,7 +83,17 @@ pub(super) fn identities(
         );
         complete = false;
     }
+    if !users.is_empty() && map.get("sessions").is_none() {
+        let (p, n) = map.get("users")?;
+        d.report(
+            p.cursor(n),
+            "identities.users needs identities.sessions: a user who signs in is kept in a \
+             session cookie",
+        );
+        complete = false;
+    }
     complete &= check_names_distinct(d, &map, &machines, &clients);
+    complete &= check_user_names_distinct(d, &map, &machines, &clients, &users);
     complete &= check_issuers_distinct(d, &map, &issuers, signing.as_ref());
     complete.then_some(Decoded {
         machines,
@@ -86,6 +101,7 @@ pub(super) fn identities(
             clients,
             issuers,
             signing,
+            users,
         },
     })
 }
@@ -415,6 +431,41 @@ fn check_names_distinct(
             );
             complete = false;
         }
+    }
+    complete
+}
+
+/// Checks that no user name is also a machine name or a client id, because
+/// all of them reach the app as `X-Auth-Request-User`.
+fn check_user_names_distinct(
+    d: &mut Decoder,
+    map: &super::Mapping<'_>,
+    machines: &[Machine],
+    clients: &[OAuthClient],
+    users: &[User],
+) -> bool {
+    let Some((p, n)) = map.get("users") else {
+        return true;
+    };
+    let mut complete = true;
+    for (i, user) in users.iter().enumerate() {
+        let taken_by = if machines.iter().any(|m| m.name == user.name) {
+            "a machine name"
+        } else if clients.iter().any(|c| c.id == user.name) {
+            "a client id"
+        } else {
+            continue;
+        };
+        report_item(
+            d,
+            p.cursor(n),
+            i,
+            format!(
+                "user name {:?} is also {taken_by}; apps could not tell them apart",
+                user.name
+            ),
+        );
+        complete = false;
     }
     complete
 }

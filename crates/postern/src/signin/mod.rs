@@ -1,0 +1,4 @@
+//! Sign-in for people on `auth.<cluster hostname>`.
+
+pub mod csrf;
+pub mod login_page;
