@@ -38,6 +38,7 @@ pub mod render;
 pub mod routing;
 pub mod runtime;
 pub mod server;
+pub mod session;
 pub mod signin;
 pub mod telemetry;
 pub mod token;

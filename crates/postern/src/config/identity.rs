@@ -24,13 +24,25 @@ pub const DEFAULT_ALGORITHMS: [Algorithm; 2] = [Algorithm::RS256, Algorithm::ES2
 /// The issuer name reserved for postern itself, as in `jwt:postern`.
 pub const POSTERN_ISSUER_NAME: &str = "postern";
 
-/// `identities.clients`, `identities.jwt_issuers`, `identities.signing` and
-/// `identities.users`.
+/// Default name of the session cookie.
+pub const DEFAULT_COOKIE_NAME: &str = "_postern";
+/// Default lifetime of a session, from sign-in.
+pub const DEFAULT_SESSION_LIFETIME: Duration = Duration::from_secs(12 * 3600);
+/// Shortest session key: the cookie key is derived from it with HKDF, which
+/// needs 256 bits of input.
+pub const MIN_SESSION_KEY_BYTES: usize = 32;
+/// Scopes asked of a provider when the config names none.
+pub const DEFAULT_SCOPES: [&str; 3] = ["openid", "email", "profile"];
+
+/// `identities.clients`, `identities.jwt_issuers`, `identities.signing`,
+/// `identities.sessions`, `identities.providers` and `identities.users`.
 #[derive(Debug, Clone, Default)]
 pub struct IdentityConfig {
     pub clients: Vec<OAuthClient>,
     pub issuers: Vec<TrustedIssuer>,
     pub signing: Option<Signing>,
+    pub sessions: Option<SessionsConfig>,
+    pub providers: Vec<ProviderConfig>,
     pub users: Vec<User>,
 }
 
@@ -45,6 +57,45 @@ pub struct User {
     /// The password's argon2id hash as a PHC string (`$argon2id$v=19$...`),
     /// checked to parse when the config was decoded.
     pub password_argon2id: String,
+}
+
+/// Browser sessions: the cookie and the keys that seal it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SessionsConfig {
+    /// The first key seals new cookies; every key opens them.
+    pub keys: Vec<SecretSource>,
+    pub lifetime: Duration,
+    pub cookie_name: String,
+    /// The cookie's `Domain`: the cluster hostname, so that one sign-in
+    /// covers every app.
+    pub domain: String,
+    /// Whether cookies carry `Secure`: the public gate has TLS.
+    pub secure: bool,
+}
+
+/// An upstream OpenID provider that people sign in with.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProviderConfig {
+    /// Short name for the login page and `auth_method` (`oidc:<name>`).
+    pub name: String,
+    /// The issuer URL; the endpoints come from its discovery document.
+    pub issuer: String,
+    pub client_id: String,
+    pub client_secret: SecretSource,
+    pub scopes: Vec<String>,
+    /// The ID token claims that give the user name, email and groups.
+    pub user_claim: String,
+    pub email_claim: String,
+    pub groups_claim: String,
+}
+
+impl IdentityConfig {
+    /// Checks whether postern serves `auth.<cluster hostname>`: it does for
+    /// its issuer endpoints and for sign-in, through providers or the login
+    /// page.
+    pub fn serves_auth_host(&self) -> bool {
+        self.signing.is_some() || !self.providers.is_empty() || !self.users.is_empty()
+    }
 }
 
 /// A machine that gets short-lived JWTs from postern's token endpoint with

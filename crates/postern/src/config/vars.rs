@@ -15,6 +15,7 @@ use super::tree;
 use super::*;
 
 mod identities;
+mod signin;
 mod users;
 
 /// The key in `app_config` that holds gateway settings instead of an app.
@@ -103,7 +104,7 @@ fn decode_root(
         None => Some(Limits::default()),
     };
 
-    let (cluster, gateways, endpoints_file, identities, (apps, private_switch), limits) = (
+    let (cluster, gateways, endpoints_file, mut identities, (apps, private_switch), limits) = (
         cluster?,
         gateways?,
         endpoints_file?,
@@ -111,6 +112,9 @@ fn decode_root(
         apps?,
         limits?,
     );
+    if let Some(sessions) = &mut identities.identity.sessions {
+        sessions.secure = gateways.public.tls.is_some();
+    }
     check_auth_host_free(d, &identities.identity, &apps, &top);
     let private = assemble_private(d, gateways.private, private_switch, endpoints_file)?;
     check_listeners_distinct(d, &gateways.public, private.as_ref(), gateways.admin, &top);
@@ -136,8 +140,7 @@ fn check_auth_host_free(
     apps: &BTreeMap<String, App>,
     top: &Mapping<'_>,
 ) {
-    let serves_auth_host = identity.signing.is_some() || !identity.users.is_empty();
-    if !serves_auth_host || !apps.contains_key(AUTH_APP_NAME) {
+    if !identity.serves_auth_host() || !apps.contains_key(AUTH_APP_NAME) {
         return;
     }
     let Some((p, n)) = top.get("app_config") else {
@@ -153,7 +156,8 @@ fn check_auth_host_free(
         &format!("{}.{AUTH_APP_NAME}", p.as_str()),
         format!(
             "the app name {AUTH_APP_NAME:?} is reserved while identities.signing or \
-             identities.users is set: postern serves its issuer endpoints and login page at \
+             identities.providers or identities.users is set: postern serves its issuer \
+             endpoints and sign-in at \
              {AUTH_APP_NAME}.<cluster.hostname>; rename the app"
         ),
     );

@@ -37,6 +37,8 @@ pub struct Identities {
     pub local: Option<endpoints::LocalIssuer>,
     /// People who sign in with a password on the login page.
     pub users: users::Users,
+    /// Browser sessions, when `identities.sessions` is set.
+    pub sessions: Option<Arc<crate::session::Sessions>>,
     verified: quick_cache::sync::Cache<[u8; 32], Arc<CachedVerdict>>,
 }
 
@@ -97,10 +99,15 @@ impl Identities {
             }
             None => None,
         };
+        let sessions = match &config.sessions {
+            Some(c) => Some(Arc::new(crate::session::Sessions::new(c)?)),
+            None => None,
+        };
         Ok(Identities {
             issuers,
             local,
             users: users::Users::new(&config.users)?,
+            sessions,
             verified: quick_cache::sync::Cache::new(VERIFIED_CACHE_CAPACITY),
         })
     }

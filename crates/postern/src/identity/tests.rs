@@ -26,7 +26,7 @@ fn identities() -> Identities {
         clients: Vec::new(),
         issuers: Vec::new(),
         signing: Some(signing()),
-        users: Vec::new(),
+        ..IdentityConfig::default()
     };
     Identities::new(&config, "example.test").unwrap()
 }

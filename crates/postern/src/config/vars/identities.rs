@@ -1,6 +1,6 @@
 //! Decoding of `identities`: machines, OAuth clients, trusted JWT issuers,
-//! postern's signing keys, users (in `users.rs`), and the keys of identity
-//! sources that this version does not support yet.
+//! postern's signing keys, sessions and providers (in `signin.rs`), and
+//! users (in `users.rs`).
 
 use std::net::IpAddr;
 use std::path::Path;
@@ -9,10 +9,6 @@ use std::time::Duration;
 use super::super::decode::{Cursor, Decoder, index};
 use super::super::identity::*;
 use super::{Machine, parse_name, parse_sha256_hex, required};
-
-/// Keys of identity sources that are planned but not implemented: they are
-/// rejected with a clear message instead of being silently ignored.
-const NOT_SUPPORTED_YET: [&str; 2] = ["providers", "sessions"];
 
 /// Everything under `identities`.
 pub(super) struct Decoded {
@@ -38,18 +34,6 @@ pub(super) fn identities(
             "sessions",
         ],
     )?;
-    for key in NOT_SUPPORTED_YET {
-        if let Some((p, n)) = map.get(key) {
-            d.report(
-                p.cursor(n),
-                format!(
-                    "identities.{key} is not supported yet by this version of postern; \
-                     remove it (see docs/configuration.md)"
-                ),
-            );
-        }
-    }
-
     let machines = match map.get("machines") {
         Some((p, n)) => machines(d, p.cursor(n)),
         None => Some(Vec::new()),
@@ -66,12 +50,21 @@ pub(super) fn identities(
         Some((p, n)) => signing(d, p.cursor(n), base, hostname).map(Some),
         None => Some(None),
     };
+    let sessions = match map.get("sessions") {
+        Some((p, n)) => super::signin::sessions(d, p.cursor(n), base, hostname).map(Some),
+        None => Some(None),
+    };
+    let providers = match map.get("providers") {
+        Some((p, n)) => super::signin::providers(d, p.cursor(n), base),
+        None => Some(Vec::new()),
+    };
     let users = match map.get("users") {
         Some((p, n)) => super::users::users(d, p.cursor(n)),
         None => Some(Vec::new()),
     };
-    let (machines, clients, issuers, signing, users) =
-        (machines?, clients?, issuers?, signing?, users?);
+    let (machines, clients, issuers, signing, sessions, providers, users) = (
+        machines?, clients?, issuers?, signing?, sessions?, providers?, users?,
+    );
 
     let mut complete = true;
     if !clients.is_empty() && signing.is_none() {
@@ -83,7 +76,16 @@ pub(super) fn identities(
         );
         complete = false;
     }
-    if !users.is_empty() && map.get("sessions").is_none() {
+    if !providers.is_empty() && sessions.is_none() {
+        let (p, n) = map.get("providers")?;
+        d.report(
+            p.cursor(n),
+            "identities.providers needs identities.sessions: a sign-in is kept in a session \
+             cookie sealed with its keys",
+        );
+        complete = false;
+    }
+    if !users.is_empty() && sessions.is_none() {
         let (p, n) = map.get("users")?;
         d.report(
             p.cursor(n),
@@ -101,6 +103,8 @@ pub(super) fn identities(
             clients,
             issuers,
             signing,
+            sessions,
+            providers,
             users,
         },
     })
@@ -504,7 +508,7 @@ fn check_issuers_distinct(
 }
 
 /// Reports a problem at item `i` of the list at `list`.
-fn report_item(d: &mut Decoder, list: Cursor<'_>, i: usize, message: String) {
+pub(super) fn report_item(d: &mut Decoder, list: Cursor<'_>, i: usize, message: String) {
     if let Some(items) = d.sequence(list) {
         let path = index(list.path(), i);
         d.report(path.cursor(&items[i]), message);
@@ -516,7 +520,7 @@ fn report_item(d: &mut Decoder, list: Cursor<'_>, i: usize, message: String) {
 /// Accepts an `https` URL, or `http` on a loopback host (for tests and
 /// local issuers), without query or fragment. Trailing slashes are kept:
 /// `iss` is compared byte for byte.
-fn parse_url(text: &str) -> Result<String, String> {
+pub(super) fn parse_url(text: &str) -> Result<String, String> {
     let invalid =
         |why: &str| format!("invalid URL {text:?}: {why}; expected https://HOST[:PORT][/PATH]");
     let uri: http::Uri = text.parse().map_err(|_| invalid("not a URL"))?;
@@ -553,7 +557,7 @@ fn parse_audience(text: &str) -> Result<String, String> {
     }
 }
 
-fn parse_claim_name(text: &str) -> Result<String, String> {
+pub(super) fn parse_claim_name(text: &str) -> Result<String, String> {
     let ok = !text.is_empty()
         && text
             .bytes()

@@ -1,5 +1,4 @@
-//! Decoding of `identities`: issuers, signing keys, clients, and the
-//! sources that are not supported yet.
+//! Decoding of `identities`: issuers, signing keys, clients and users.
 
 use std::path::Path;
 use std::time::Duration;
@@ -103,17 +102,6 @@ fn unsafe_issuer_settings_rejected() {
         "{}",
         problems[5]
     );
-}
-
-#[test]
-fn later_sources_not_supported_yet() {
-    let text = vars("  providers: []\n  users: []\n  sessions: {}\n");
-    let problems = problems_of(&text);
-    assert_eq!(problems.len(), 2);
-    for (problem, key) in problems.iter().zip(["providers", "sessions"]) {
-        assert_eq!(problem.path, format!("identities.{key}"));
-        assert!(problem.message.contains("not supported yet"), "{problem}");
-    }
 }
 
 #[test]

@@ -1,0 +1,161 @@
+//! Browser sessions: who signed in, until when, and the upstream
+//! provider's tokens for refresh.
+//!
+//! [`Sessions`] hides where a session lives. The cookie backend keeps the
+//! whole session in the browser, sealed (encrypted and authenticated) in
+//! the session cookie, split into numbered cookies when it would pass
+//! 4 KB. Any replica can open it, and a tampered, truncated, mixed or
+//! expired cookie is simply no session.
+
+pub mod cookie;
+
+use std::sync::Arc;
+
+use http::{HeaderMap, HeaderValue};
+use serde::{Deserialize, Serialize};
+
+use crate::auth::{Identity, IdentityKind};
+use crate::config::identity::SessionsConfig;
+use cookie::CookieCodec;
+
+/// Someone signed in.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Session {
+    /// Becomes [`Identity::name`].
+    pub user: String,
+    pub email: Option<String>,
+    pub groups: Vec<String>,
+    /// How the person signed in: `oidc:<provider name>` or `password`.
+    pub method: String,
+    /// Seconds since the epoch.
+    pub issued_at: u64,
+    /// The session's own end (`identities.sessions.lifetime` after sign-in).
+    pub expires_at: u64,
+    /// The upstream provider's tokens, for refresh and sign-out.
+    pub provider: Option<ProviderGrant>,
+}
+
+/// What an upstream OIDC provider granted at sign-in.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProviderGrant {
+    /// The provider's name in `identities.providers`.
+    pub provider: String,
+    pub refresh_token: Option<String>,
+    /// When the provider's access token lapses, in seconds since the epoch.
+    pub access_expires_at: Option<u64>,
+    /// The last ID token, for `id_token_hint` at sign-out.
+    pub id_token: Option<String>,
+}
+
+/// Where sessions are kept, built from `identities.sessions`.
+pub struct Sessions {
+    backend: Backend,
+    codec: Arc<CookieCodec>,
+    lifetime_secs: u64,
+}
+
+/// The session stores. The Redis backend keeps only an opaque id in the
+/// cookie.
+enum Backend {
+    /// The whole session is sealed into the cookie.
+    Cookie,
+}
+
+/// A session that could not be stored.
+#[derive(Debug, thiserror::Error)]
+pub enum SessionError {
+    #[error("the session is too large for its cookies ({0} bytes sealed)")]
+    TooLarge(usize),
+    #[error("the session could not be encoded: {0}")]
+    Encode(String),
+}
+
+// === impl Session ===
+
+impl Session {
+    /// The identity the session proves, as a person.
+    pub fn identity(&self) -> Identity {
+        Identity {
+            name: Arc::from(self.user.as_str()),
+            method: Arc::from(self.method.as_str()),
+            kind: IdentityKind::Person,
+            email: self.email.as_deref().map(Arc::from),
+            groups: self.groups.iter().map(|g| Arc::from(g.as_str())).collect(),
+        }
+    }
+
+    /// Checks whether the session has ended at `now`.
+    pub fn is_expired(&self, now: u64) -> bool {
+        now >= self.expires_at
+    }
+}
+
+// === impl Sessions ===
+
+impl Sessions {
+    /// Builds the store. Fails only when a key that validated a moment ago
+    /// can no longer be read.
+    pub fn new(config: &SessionsConfig) -> Result<Self, String> {
+        Ok(Sessions {
+            backend: Backend::Cookie,
+            codec: Arc::new(CookieCodec::new(config)?),
+            lifetime_secs: config.lifetime.as_secs(),
+        })
+    }
+
+    /// The session lifetime in seconds, for new sessions' `expires_at`.
+    pub fn lifetime_secs(&self) -> u64 {
+        self.lifetime_secs
+    }
+
+    /// The cookie codec, for the sign-in flow's own short-lived cookie.
+    pub fn codec(&self) -> &CookieCodec {
+        &self.codec
+    }
+
+    /// The session the request's cookies carry, if any and valid.
+    pub async fn load(&self, headers: &HeaderMap) -> Result<Option<Session>, SessionError> {
+        match self.backend {
+            Backend::Cookie => {
+                let Some(bytes) = self.codec.open_session(headers) else {
+                    return Ok(None);
+                };
+                let session: Option<Session> = serde_json::from_slice(&bytes).ok();
+                Ok(session.filter(|s| !s.is_expired(crate::identity::now())))
+            }
+        }
+    }
+
+    /// Starts or replaces a session: the Set-Cookie values to send.
+    pub async fn save(
+        &self,
+        headers: &HeaderMap,
+        session: &Session,
+    ) -> Result<Vec<HeaderValue>, SessionError> {
+        match self.backend {
+            Backend::Cookie => {
+                let bytes =
+                    serde_json::to_vec(session).map_err(|e| SessionError::Encode(e.to_string()))?;
+                let max_age = session.expires_at.saturating_sub(crate::identity::now());
+                self.codec.seal_session(headers, &bytes, max_age)
+            }
+        }
+    }
+
+    /// Ends the session the request carries: the Set-Cookie values that
+    /// clear it.
+    pub async fn end(&self, headers: &HeaderMap) -> Vec<HeaderValue> {
+        match self.backend {
+            Backend::Cookie => self.codec.clear_session(headers),
+        }
+    }
+
+    /// Removes postern's own cookies from a request before it goes
+    /// upstream; the app's cookies stay byte for byte.
+    pub fn strip_cookies(&self, headers: &mut HeaderMap) {
+        self.codec.strip(headers);
+    }
+}
+
+#[cfg(test)]
+mod tests;
