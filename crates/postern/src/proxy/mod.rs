@@ -91,6 +91,19 @@ pub async fn handle(
                 .await;
             return Ok(exchange.finish(response, None, &state, done));
         }
+        Ok(Next::Login(sessions)) => {
+            let login = crate::signin::login::Login {
+                users: &snapshot.identities.users,
+                attempts: &state.sign_in_attempts,
+                sessions,
+                providers: &snapshot.login_providers,
+                hostname: &snapshot.config.cluster.hostname,
+                client: conn.admission.client.ip(),
+                body_idle: conn.request_body_idle,
+            };
+            let response = login.serve(parts, body, &mut exchange.record).await;
+            return Ok(exchange.finish(response, None, &state, done));
+        }
         Err(response) => return Ok(exchange.finish(*response, None, &state, done)),
     };
 
@@ -105,6 +118,8 @@ enum Next<'a> {
     Forward(Arc<Route>),
     /// postern's own issuer endpoints, on `auth.<cluster hostname>`.
     Issuer(&'a crate::identity::endpoints::LocalIssuer),
+    /// The login page, `/login` on `auth.<cluster hostname>`.
+    Login(&'a crate::session::Sessions),
 }
 
 /// Runs every check that comes before the upstream, and returns where the
@@ -204,8 +219,15 @@ async fn decide<'a>(
         ))
     })?;
 
-    // The issuer endpoints take no gateway credential: a machine gets its
-    // token there.
+    // The login page and the issuer endpoints take no gateway credential:
+    // people sign in there and machines get their tokens.
+    if conn.gate == Gate::Public
+        && let Some(sessions) = &snapshot.identities.sessions
+        && parts.uri.path() == "/login"
+        && host.strip_prefix("auth.") == Some(snapshot.config.cluster.hostname.as_str())
+    {
+        return Ok(Next::Login(sessions));
+    }
     if conn.gate == Gate::Public
         && let Some(local) = &snapshot.identities.local
         && local.host == host
@@ -224,13 +246,18 @@ async fn decide<'a>(
     // apps exist.
     headers::strip_identity_headers(&mut parts.headers);
     if conn.gate == Gate::Public {
-        let identity =
-            identity::authenticate(&mut parts.headers, &snapshot.tokens, &snapshot.identities)
-                .await
-                .map_err(|e| {
-                    record.deny(e.as_str());
-                    Box::new(unauthorized(e))
-                })?;
+        let session = session_identity(snapshot, &mut parts.headers, record).await?;
+        let identity = match session {
+            Some(identity) => identity,
+            None => {
+                identity::authenticate(&mut parts.headers, &snapshot.tokens, &snapshot.identities)
+                    .await
+                    .map_err(|e| {
+                        record.deny(e.as_str());
+                        Box::new(unauthorized(e))
+                    })?
+            }
+        };
         record.set_identity(&identity);
         parts.extensions.insert(identity);
     }
@@ -247,6 +274,40 @@ async fn decide<'a>(
     record.decision = "allow";
     record.reason = "authorized";
     Ok(Next::Forward(route.clone()))
+}
+
+/// Returns the person a session cookie proves, when no bearer credential
+/// was sent, and removes postern's cookies from the request either way.
+async fn session_identity(
+    snapshot: &Snapshot,
+    headers: &mut http::HeaderMap,
+    record: &mut AccessRecord,
+) -> Result<Option<Identity>, Box<Response<Body>>> {
+    let Some(sessions) = &snapshot.identities.sessions else {
+        return Ok(None);
+    };
+    let bearer_sent = !matches!(
+        crate::auth::bearer_credential(headers),
+        Err(crate::auth::AuthError::Missing)
+    );
+    let loaded = if bearer_sent {
+        Ok(None)
+    } else {
+        sessions.load(headers).await
+    };
+    sessions.strip_cookies(headers);
+    match loaded {
+        Ok(session) => Ok(session.map(|s| s.identity())),
+        Err(error) => {
+            tracing::error!(error = %error, "Session store unavailable");
+            record.deny("session_store_unavailable");
+            Err(Box::new(json_error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "session_store_unavailable",
+                "sessions cannot be checked right now; try again later",
+            )))
+        }
+    }
 }
 
 /// Responds to the balancer's health check on a LOCAL connection:
