@@ -173,7 +173,7 @@ fn cookie_header(response: &HttpResponse) -> String {
 #[tokio::test]
 async fn login_page_renders_form() {
     let (gateway, _echo) = gateway_with_users().await;
-    let rd = "https://echo.example.test/x?a=1&b='c'";
+    let rd = "https://echo.example.test/x?a=1&b=2";
     let path = format!(
         "/login?{}",
         form_urlencoded::Serializer::new(String::new())
@@ -194,7 +194,7 @@ async fn login_page_renders_form() {
         "{html}"
     );
     assert!(
-        html.contains("value=\"https://echo.example.test/x?a=1&amp;b=&#39;c&#39;\""),
+        html.contains("value=\"https://echo.example.test/x?a=1&amp;b=2\""),
         "{html}"
     );
 
@@ -402,4 +402,35 @@ async fn open_redirects_fall_back() {
         assert_eq!(response.status, StatusCode::SEE_OTHER, "{rd}");
         assert_eq!(response.header("location"), Some("/"), "{rd}");
     }
+}
+
+#[tokio::test]
+async fn navigation_leads_to_login_page() {
+    let (gateway, _echo) = gateway_with_users().await;
+    let navigation = get(
+        gateway.public,
+        &public_host("echo"),
+        "/page",
+        &[("accept", "text/html"), ("sec-fetch-mode", "navigate")],
+    )
+    .await;
+    assert_eq!(
+        navigation.status,
+        StatusCode::FOUND,
+        "{}",
+        navigation.text()
+    );
+    let start = navigation.header("location").unwrap().to_owned();
+    let start_path = start.split_once(&auth_host()).map(|(_, p)| p.to_owned());
+    let start_path = start_path.unwrap_or_else(|| panic!("not on the auth host: {start}"));
+    assert!(start_path.starts_with("/oauth2/start?"), "{start}");
+
+    // With users and no provider, sign-in starts on the login page.
+    let login = get(gateway.public, &auth_host(), &start_path, &[]).await;
+    assert_eq!(login.status, StatusCode::FOUND);
+    let location = login.header("location").unwrap();
+    assert!(location.starts_with("/login?rd="), "{location}");
+    let page = get(gateway.public, &auth_host(), location, &[]).await;
+    assert_eq!(page.status, StatusCode::OK);
+    assert!(page.text().contains("name=\"password\""));
 }

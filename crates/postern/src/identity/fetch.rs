@@ -72,7 +72,7 @@ fn client() -> Result<&'static HttpsClient, String> {
         .map_err(Clone::clone)
 }
 
-fn error_chain(error: &dyn std::error::Error) -> String {
+pub fn error_chain(error: &dyn std::error::Error) -> String {
     let mut text = error.to_string();
     let mut source = error.source();
     while let Some(cause) = source {

@@ -8,7 +8,7 @@
 pub mod attempts;
 pub mod clients;
 pub mod endpoints;
-mod fetch;
+pub mod fetch;
 pub mod jwks;
 pub mod jwt;
 pub mod password;
@@ -39,6 +39,10 @@ pub struct Identities {
     pub users: users::Users,
     /// Browser sessions, when `identities.sessions` is set.
     pub sessions: Option<Arc<crate::session::Sessions>>,
+    /// Sign-in through upstream providers, when any are configured.
+    pub signin: Option<crate::signin::SignIn>,
+    /// `auth.<cluster hostname>`, when postern serves it.
+    pub auth_host: Option<String>,
     verified: quick_cache::sync::Cache<[u8; 32], Arc<CachedVerdict>>,
 }
 
@@ -103,13 +107,24 @@ impl Identities {
             Some(c) => Some(Arc::new(crate::session::Sessions::new(c)?)),
             None => None,
         };
+        let signin = crate::signin::SignIn::new(config, sessions.as_ref(), hostname)?;
         Ok(Identities {
             issuers,
             local,
             users: users::Users::new(&config.users)?,
             sessions,
+            signin,
+            auth_host: config
+                .serves_auth_host()
+                .then(|| crate::signin::auth_host(hostname)),
             verified: quick_cache::sync::Cache::new(VERIFIED_CACHE_CAPACITY),
         })
+    }
+
+    /// Checks whether a browser without a credential can be sent to sign
+    /// in.
+    pub fn sign_in_configured(&self) -> bool {
+        self.signin.is_some()
     }
 
     /// Names the issuers whose keys were never fetched; the public gate is

@@ -21,14 +21,16 @@ use http::{Method, Request, Response, StatusCode};
 use hyper::body::Incoming;
 use tokio::time::Instant;
 
-use crate::auth::Identity;
+use crate::auth::{AuthError, Identity};
 use crate::http::Body;
 use crate::http::headers::{self, check_framing};
+use crate::http::negotiate::is_browser_navigation;
 use crate::http::responses::{json, json_error, unauthorized};
 use crate::identity;
 use crate::policy::admission::{Admission, AdmissionKind, EndpointIdentity, Gate, Refusal};
 use crate::routing::{Route, request_host};
 use crate::runtime::state::{Snapshot, State};
+use crate::signin::{self, credential::SessionCredential};
 use crate::telemetry::access::AccessRecord;
 
 /// Facts about a client connection, fixed at admission.
@@ -84,53 +86,53 @@ pub async fn handle(
 
     let route = match decide(&state, &snapshot, &conn, &mut parts, &mut exchange.record).await {
         Ok(Next::Forward(route)) => route,
-        Ok(Next::Issuer(local)) => {
-            let record = &mut exchange.record;
-            let response = local
-                .serve(parts, body, conn.request_body_idle, record)
-                .await;
-            return Ok(exchange.finish(response, None, &state, done));
-        }
-        Ok(Next::Login(sessions)) => {
-            let login = crate::signin::login::Login {
-                users: &snapshot.identities.users,
-                attempts: &state.sign_in_attempts,
-                sessions,
-                providers: &snapshot.login_providers,
-                hostname: &snapshot.config.cluster.hostname,
-                client: conn.admission.client.ip(),
+        Ok(Next::AuthHost) => {
+            let request = crate::signin::AuthRequest {
+                identities: &snapshot.identities,
+                scheme: public_scheme(&conn, &parts),
                 body_idle: conn.request_body_idle,
+                attempts: &state.sign_in_attempts,
+                client: conn.admission.client.ip(),
             };
-            let response = login.serve(parts, body, &mut exchange.record).await;
+            let response = crate::signin::serve(request, parts, body, &mut exchange.record).await;
             return Ok(exchange.finish(response, None, &state, done));
         }
         Err(response) => return Ok(exchange.finish(*response, None, &state, done)),
     };
 
-    let response = forward::forward(&conn, &route, parts, body, &mut exchange).await;
+    // A refreshed session's cookies go out with the app's response.
+    let refreshed = parts.extensions.remove::<SessionCookies>();
+    let mut response = forward::forward(&conn, &route, parts, body, &mut exchange).await;
+    if let Some(SessionCookies(cookies)) = refreshed {
+        crate::signin::set_cookies(&mut response, cookies);
+    }
     let timeouts =
         (response.status() != StatusCode::SWITCHING_PROTOCOLS).then_some(&route.timeouts);
     Ok(exchange.finish(response, timeouts, &state, done))
 }
 
 /// Where a request goes once every check has passed.
-enum Next<'a> {
+enum Next {
     Forward(Arc<Route>),
-    /// postern's own issuer endpoints, on `auth.<cluster hostname>`.
-    Issuer(&'a crate::identity::endpoints::LocalIssuer),
-    /// The login page, `/login` on `auth.<cluster hostname>`.
-    Login(&'a crate::session::Sessions),
+    /// postern's own endpoints on `auth.<cluster hostname>`: sign-in,
+    /// sign-out and the issuer.
+    AuthHost,
 }
+
+/// Set-Cookie values of a session refreshed while deciding, for the
+/// response.
+#[derive(Clone)]
+struct SessionCookies(Vec<http::HeaderValue>);
 
 /// Runs every check that comes before the upstream, and returns where the
 /// request goes or the response that ends the request here.
-async fn decide<'a>(
+async fn decide(
     state: &State,
-    snapshot: &'a Snapshot,
+    snapshot: &Snapshot,
     conn: &ConnectionInfo,
     parts: &mut http::request::Parts,
     record: &mut AccessRecord,
-) -> Result<Next<'a>, Box<Response<Body>>> {
+) -> Result<Next, Box<Response<Body>>> {
     if conn.admission.kind == AdmissionKind::HealthCheck {
         return Err(Box::new(health_check(state, parts, record)));
     }
@@ -219,20 +221,11 @@ async fn decide<'a>(
         ))
     })?;
 
-    // The login page and the issuer endpoints take no gateway credential:
-    // people sign in there and machines get their tokens.
-    if conn.gate == Gate::Public
-        && let Some(sessions) = &snapshot.identities.sessions
-        && parts.uri.path() == "/login"
-        && host.strip_prefix("auth.") == Some(snapshot.config.cluster.hostname.as_str())
+    // The auth host takes no gateway credential: people sign in there and
+    // machines get their tokens there.
+    if conn.gate == Gate::Public && snapshot.identities.auth_host.as_deref() == Some(host.as_str())
     {
-        return Ok(Next::Login(sessions));
-    }
-    if conn.gate == Gate::Public
-        && let Some(local) = &snapshot.identities.local
-        && local.host == host
-    {
-        return Ok(Next::Issuer(local));
+        return Ok(Next::AuthHost);
     }
 
     let route = snapshot.routes.lookup(conn.gate, &host);
@@ -246,20 +239,14 @@ async fn decide<'a>(
     // apps exist.
     headers::strip_identity_headers(&mut parts.headers);
     if conn.gate == Gate::Public {
-        let session = session_identity(snapshot, &mut parts.headers, record).await?;
-        let identity = match session {
-            Some(identity) => identity,
-            None => {
-                identity::authenticate(&mut parts.headers, &snapshot.tokens, &snapshot.identities)
-                    .await
-                    .map_err(|e| {
-                        record.deny(e.as_str());
-                        Box::new(unauthorized(e))
-                    })?
-            }
-        };
+        let identity = credential(snapshot, conn, parts, record).await?;
         record.set_identity(&identity);
         parts.extensions.insert(identity);
+    }
+    // The session cookie is sent to every host under the cluster hostname,
+    // the private gate's included; no app ever sees it.
+    if let Some(sessions) = &snapshot.identities.sessions {
+        sessions.strip_cookies(&mut parts.headers);
     }
 
     let Some(route) = route else {
@@ -276,37 +263,83 @@ async fn decide<'a>(
     Ok(Next::Forward(route.clone()))
 }
 
-/// Returns the person a session cookie proves, when no bearer credential
-/// was sent, and removes postern's cookies from the request either way.
-async fn session_identity(
+/// Finds the public gate's credential: a bearer token when one is sent,
+/// else the session cookie. A browser navigation without either is sent
+/// to sign in when sign-in is configured; anything else gets 401.
+async fn credential(
     snapshot: &Snapshot,
-    headers: &mut http::HeaderMap,
+    conn: &ConnectionInfo,
+    parts: &mut http::request::Parts,
     record: &mut AccessRecord,
-) -> Result<Option<Identity>, Box<Response<Body>>> {
-    let Some(sessions) = &snapshot.identities.sessions else {
-        return Ok(None);
+) -> Result<Identity, Box<Response<Body>>> {
+    let identities = &snapshot.identities;
+    let error = match identity::authenticate(&mut parts.headers, &snapshot.tokens, identities).await
+    {
+        Ok(identity) => return Ok(identity),
+        Err(error) => error,
     };
-    let bearer_sent = !matches!(
-        crate::auth::bearer_credential(headers),
-        Err(crate::auth::AuthError::Missing)
-    );
-    let loaded = if bearer_sent {
-        Ok(None)
-    } else {
-        sessions.load(headers).await
-    };
-    sessions.strip_cookies(headers);
-    match loaded {
-        Ok(session) => Ok(session.map(|s| s.identity())),
-        Err(error) => {
-            tracing::error!(error = %error, "Session store unavailable");
-            record.deny("session_store_unavailable");
-            Err(Box::new(json_error(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "session_store_unavailable",
-                "sessions cannot be checked right now; try again later",
-            )))
+
+    // No bearer, or one in Authorization that is the app's own key: the
+    // session cookie may prove who is calling.
+    let mut clear = Vec::new();
+    if matches!(error, AuthError::Missing | AuthError::UnknownAuthorization) {
+        match signin::credential::session(identities, &parts.headers).await {
+            SessionCredential::Valid {
+                identity,
+                set_cookies,
+            } => {
+                if !set_cookies.is_empty() {
+                    parts.extensions.insert(SessionCookies(set_cookies));
+                }
+                return Ok(identity);
+            }
+            SessionCredential::None { clear: ended } => clear = ended,
         }
+    }
+
+    record.deny(error.as_str());
+    let mut response = if error == AuthError::Missing
+        && identities.sign_in_configured()
+        && is_browser_navigation(parts)
+    {
+        let hostname = &snapshot.config.cluster.hostname;
+        let scheme = public_scheme(conn, parts);
+        let here = format!(
+            "{scheme}://{}{}",
+            parts
+                .headers
+                .get(http::header::HOST)
+                .and_then(|h| h.to_str().ok())
+                .or(parts.uri.authority().map(|a| a.as_str()))
+                .unwrap_or_default(),
+            parts.uri.path_and_query().map_or("/", |p| p.as_str())
+        );
+        let query = form_urlencoded::Serializer::new(String::new())
+            .append_pair("rd", &here)
+            .finish();
+        signin::found(&format!(
+            "{}/oauth2/start?{query}",
+            signin::auth_origin(parts, hostname, scheme)
+        ))
+    } else {
+        unauthorized(error)
+    };
+    signin::set_cookies(&mut response, clear);
+    Err(Box::new(response))
+}
+
+/// The public gate's scheme as the browser sees it: `https` with TLS here
+/// or, from a trusted forwarder, with `X-Forwarded-Proto: https`.
+fn public_scheme(conn: &ConnectionInfo, parts: &http::request::Parts) -> &'static str {
+    let forwarded_https = conn.forwarded_trusted
+        && parts
+            .headers
+            .get("x-forwarded-proto")
+            .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"https"));
+    if conn.tls || forwarded_https {
+        "https"
+    } else {
+        "http"
     }
 }
 

@@ -21,8 +21,6 @@ pub struct Snapshot {
     pub routes: RouteTable,
     pub tokens: MachineTokens,
     pub identities: crate::identity::Identities,
-    /// Names of the upstream providers, one button each on the login page.
-    pub login_providers: Vec<String>,
     pub public_rules: Rules,
     /// `None` when the private gate is disabled.
     pub private_rules: Option<Rules>,
@@ -76,12 +74,6 @@ impl Snapshot {
                 &config.identity,
                 &config.cluster.hostname,
             )?,
-            login_providers: config
-                .identity
-                .providers
-                .iter()
-                .map(|p| p.name.clone())
-                .collect(),
             public_rules,
             private_rules,
             public_tls,

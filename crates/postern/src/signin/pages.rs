@@ -1,0 +1,70 @@
+//! The few HTML pages the auth host writes itself.
+
+use http::header::{CACHE_CONTROL, CONTENT_TYPE};
+use http::{HeaderValue, Response, StatusCode};
+
+use super::SignIn;
+use crate::http::Body;
+use crate::http::responses::full;
+use crate::telemetry::access::AccessRecord;
+
+/// A small HTML page with a title and one paragraph.
+pub fn page(status: StatusCode, title: &str, message: &str) -> Response<Body> {
+    html(status, title, &format!("<p>{}</p>", escape(message)))
+}
+
+/// `GET /`: who is signed in, with a sign-out button. Sign-in and sign-out
+/// land here when no safe return address was given.
+pub async fn index(
+    signin: &SignIn,
+    parts: &http::request::Parts,
+    record: &mut AccessRecord,
+) -> Response<Body> {
+    record.decision = "allow";
+    record.reason = "auth_index";
+    let session = signin.sessions.load(&parts.headers).await.ok().flatten();
+    let body = match session {
+        Some(session) => format!(
+            "<p>Signed in as <b>{}</b> ({}).</p>\
+             <form method=\"post\" action=\"/oauth2/sign_out\"><button>Sign out</button></form>",
+            escape(&session.user),
+            escape(&session.method)
+        ),
+        None => "<p>Not signed in. <a href=\"/oauth2/start\">Sign in</a></p>".to_owned(),
+    };
+    html(StatusCode::OK, "postern", &body)
+}
+
+fn html(status: StatusCode, title: &str, body: &str) -> Response<Body> {
+    let text = format!(
+        "<!doctype html><html><head><meta charset=\"utf-8\"><title>{}</title></head>\
+         <body><h1>{}</h1>{body}</body></html>\n",
+        escape(title),
+        escape(title)
+    );
+    let mut response = Response::new(full(text));
+    *response.status_mut() = status;
+    let headers = response.headers_mut();
+    headers.insert(
+        CONTENT_TYPE,
+        HeaderValue::from_static("text/html; charset=utf-8"),
+    );
+    headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    response
+}
+
+/// Escapes text for HTML element content and quoted attributes.
+fn escape(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            c => out.push(c),
+        }
+    }
+    out
+}

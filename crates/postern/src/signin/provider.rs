@@ -1,0 +1,350 @@
+//! One upstream OpenID provider as a relying party sees it: discovery,
+//! the authorization URL with PKCE, state and nonce, the code exchange with
+//! a fully verified ID token, refresh, and the end-session URL.
+//!
+//! The protocol work is the `openidconnect` crate's. postern adds caching
+//! of the discovery document (fetched again, rate-limited, when an ID token
+//! is signed by a key it does not know, so a key rotation at the provider
+//! needs no restart) and the mapping of claims to a session.
+
+use std::str::FromStr;
+use std::sync::{Arc, Mutex, Weak};
+use std::time::Duration;
+
+use base64::Engine;
+use openidconnect::core::{CoreAuthenticationFlow, CoreClient, CoreIdToken};
+use openidconnect::{
+    AuthorizationCode, ClientId, ClientSecret, CsrfToken, EndpointMaybeSet, EndpointNotSet,
+    EndpointSet, IssuerUrl, LogoutRequest, Nonce, OAuth2TokenResponse, PkceCodeChallenge,
+    PkceCodeVerifier, PostLogoutRedirectUrl, ProviderMetadataWithLogout, RedirectUrl, RefreshToken,
+    Scope, TokenResponse,
+};
+use tokio::time::Instant;
+
+use crate::config::identity::ProviderConfig;
+use crate::identity::fetch::error_chain;
+
+/// Time one call to the provider may take.
+const PROVIDER_TIMEOUT: Duration = Duration::from_secs(10);
+/// Shortest time between two discoveries caused by an unknown signing key.
+const MIN_REDISCOVERY: Duration = Duration::from_secs(10);
+/// Longest a discovery document is used before it is fetched again.
+const DISCOVERY_MAX_AGE: Duration = Duration::from_secs(3600);
+/// Longest accepted value of a mapped claim, which becomes a header.
+const MAX_CLAIM_LEN: usize = 256;
+
+type Client = CoreClient<
+    EndpointSet,
+    EndpointNotSet,
+    EndpointNotSet,
+    EndpointNotSet,
+    EndpointMaybeSet,
+    EndpointMaybeSet,
+>;
+
+/// A configured provider and what postern learned from it.
+pub struct Provider {
+    pub config: ProviderConfig,
+    secret: String,
+    http: reqwest::Client,
+    /// The discovery document (with the JWKS) and when it was fetched.
+    discovery: tokio::sync::Mutex<Option<(Arc<ProviderMetadataWithLogout>, Instant)>>,
+    /// Refreshes in flight or just finished, by the refresh token's hash.
+    pub refreshes: super::refresh::SingleFlight,
+}
+
+/// What the browser is sent to, and what must be kept until the callback.
+pub struct Authorization {
+    pub url: String,
+    pub state: String,
+    pub nonce: String,
+    pub pkce_verifier: String,
+}
+
+/// A verified sign-in or refresh: the person and the provider's tokens.
+#[derive(Debug, Clone)]
+pub struct Grant {
+    pub user: String,
+    pub email: Option<String>,
+    pub groups: Vec<String>,
+    pub refresh_token: Option<String>,
+    pub access_expires_at: Option<u64>,
+    pub id_token: Option<String>,
+}
+
+// === impl Provider ===
+
+impl Provider {
+    /// Returns the provider for `config`, shared with earlier configs that
+    /// named it the same way, so a reload keeps discovery and refreshes.
+    pub fn shared(config: &ProviderConfig) -> Result<Arc<Provider>, String> {
+        static PROVIDERS: Mutex<Vec<Weak<Provider>>> = Mutex::new(Vec::new());
+        let secret = config.client_secret.read()?;
+        let mut providers = PROVIDERS.lock().unwrap_or_else(|e| e.into_inner());
+        providers.retain(|p| p.strong_count() > 0);
+        if let Some(found) = providers
+            .iter()
+            .filter_map(Weak::upgrade)
+            .find(|p| p.config == *config && p.secret == secret)
+        {
+            return Ok(found);
+        }
+        // No redirects: a provider that answers with one gets an error, not
+        // a request to wherever it points (openidconnect's advice against
+        // server-side request forgery).
+        let http = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .timeout(PROVIDER_TIMEOUT)
+            .user_agent(concat!("postern/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .map_err(|e| format!("cannot build the HTTP client: {e}"))?;
+        let provider = Arc::new(Provider {
+            config: config.clone(),
+            secret,
+            http,
+            discovery: tokio::sync::Mutex::new(None),
+            refreshes: super::refresh::SingleFlight::default(),
+        });
+        providers.push(Arc::downgrade(&provider));
+        Ok(provider)
+    }
+
+    /// The `auth_method` of its sessions.
+    pub fn method(&self) -> String {
+        format!("oidc:{}", self.config.name)
+    }
+
+    /// Builds the authorization URL with a fresh state, nonce and PKCE
+    /// (S256) verifier.
+    pub async fn authorize(&self, redirect_uri: &str) -> Result<Authorization, String> {
+        let client = self.client(Some(redirect_uri), false).await?;
+        let (challenge, verifier) = PkceCodeChallenge::new_random_sha256();
+        let mut request = client.authorize_url(
+            CoreAuthenticationFlow::AuthorizationCode,
+            CsrfToken::new_random,
+            Nonce::new_random,
+        );
+        for scope in self.config.scopes.iter().filter(|s| *s != "openid") {
+            request = request.add_scope(Scope::new(scope.clone()));
+        }
+        let (url, state, nonce) = request.set_pkce_challenge(challenge).url();
+        Ok(Authorization {
+            url: url.to_string(),
+            state: state.secret().clone(),
+            nonce: nonce.secret().clone(),
+            pkce_verifier: verifier.secret().clone(),
+        })
+    }
+
+    /// Exchanges an authorization code and verifies the ID token: its
+    /// signature, `iss`, `aud`, `exp` and `nonce`.
+    pub async fn exchange(
+        &self,
+        redirect_uri: &str,
+        code: &str,
+        pkce_verifier: &str,
+        nonce: &str,
+    ) -> Result<Grant, String> {
+        let client = self.client(Some(redirect_uri), false).await?;
+        let response = client
+            .exchange_code(AuthorizationCode::new(code.to_owned()))
+            .map_err(|e| format!("the provider has no token endpoint: {e}"))?
+            .set_pkce_verifier(PkceCodeVerifier::new(pkce_verifier.to_owned()))
+            .request_async(&self.http)
+            .await
+            .map_err(|e| format!("the code exchange failed: {}", error_chain(&e)))?;
+        let id_token = response
+            .id_token()
+            .ok_or("the provider's token response has no ID token")?
+            .clone();
+        let expected = Nonce::new(nonce.to_owned());
+        let verify = |client: &Client| {
+            id_token
+                .claims(&client.id_token_verifier(), &expected)
+                .map(|_| ())
+                .map_err(|e| format!("the ID token failed verification: {e}"))
+        };
+        if verify(&client).is_err() {
+            // Perhaps signed with a key published after the last discovery.
+            let client = self.client(Some(redirect_uri), true).await?;
+            verify(&client)?;
+        }
+        let mut grant = self.map_claims(&id_token.to_string())?;
+        grant.refresh_token = response.refresh_token().map(|t| t.secret().clone());
+        grant.access_expires_at = response
+            .expires_in()
+            .map(|d| crate::identity::now() + d.as_secs());
+        Ok(grant)
+    }
+
+    /// Refreshes with the provider's refresh token. A new ID token, when
+    /// the provider sends one, is verified and updates the claims.
+    pub async fn refresh(&self, refresh_token: &str) -> Result<Grant, String> {
+        let client = self.client(None, false).await?;
+        let token = RefreshToken::new(refresh_token.to_owned());
+        let response = client
+            .exchange_refresh_token(&token)
+            .map_err(|e| format!("the provider has no token endpoint: {e}"))?
+            .request_async(&self.http)
+            .await
+            .map_err(|e| format!("the refresh failed: {}", error_chain(&e)))?;
+        let mut grant = match response.id_token() {
+            Some(id_token) => {
+                let no_nonce = |_: Option<&Nonce>| Ok(());
+                id_token
+                    .claims(&client.id_token_verifier(), no_nonce)
+                    .map_err(|e| format!("the refreshed ID token failed verification: {e}"))?;
+                self.map_claims(&id_token.to_string())?
+            }
+            None => Grant {
+                user: String::new(),
+                email: None,
+                groups: Vec::new(),
+                refresh_token: None,
+                access_expires_at: None,
+                id_token: None,
+            },
+        };
+        // A provider that does not rotate refresh tokens keeps the old one.
+        grant.refresh_token = Some(
+            response
+                .refresh_token()
+                .map_or(refresh_token.to_owned(), |t| t.secret().clone()),
+        );
+        grant.access_expires_at = response
+            .expires_in()
+            .map(|d| crate::identity::now() + d.as_secs());
+        Ok(grant)
+    }
+
+    /// The provider's end-session URL for RP-initiated logout, when its
+    /// discovery document names one.
+    pub async fn end_session_url(
+        &self,
+        id_token: Option<&str>,
+        post_logout_redirect_uri: &str,
+        state: &str,
+    ) -> Option<String> {
+        let metadata = self.metadata(false).await.ok()?;
+        let endpoint = metadata
+            .additional_metadata()
+            .end_session_endpoint
+            .clone()?;
+        let mut request = LogoutRequest::from(endpoint)
+            .set_client_id(ClientId::new(self.config.client_id.clone()))
+            .set_state(CsrfToken::new(state.to_owned()));
+        if let Ok(uri) = PostLogoutRedirectUrl::new(post_logout_redirect_uri.to_owned()) {
+            request = request.set_post_logout_redirect_uri(uri);
+        }
+        if let Some(token) = id_token.and_then(|t| CoreIdToken::from_str(t).ok()) {
+            request = request.set_id_token_hint(&token);
+        }
+        Some(request.http_get_url().to_string())
+    }
+
+    /// A client on the current discovery document, fetched first when
+    /// missing, old, or (`rediscover`) suspected stale.
+    async fn client(&self, redirect_uri: Option<&str>, rediscover: bool) -> Result<Client, String> {
+        let metadata = self.metadata(rediscover).await?;
+        let client = CoreClient::from_provider_metadata(
+            (*metadata).clone(),
+            ClientId::new(self.config.client_id.clone()),
+            Some(ClientSecret::new(self.secret.clone())),
+        );
+        let Some(uri) = redirect_uri else {
+            return Ok(client);
+        };
+        let redirect = RedirectUrl::new(uri.to_owned())
+            .map_err(|e| format!("invalid redirect URI {uri:?}: {e}"))?;
+        Ok(client.set_redirect_uri(redirect))
+    }
+
+    async fn metadata(&self, rediscover: bool) -> Result<Arc<ProviderMetadataWithLogout>, String> {
+        let mut cached = self.discovery.lock().await;
+        if let Some((metadata, fetched)) = cached.as_ref() {
+            let age = fetched.elapsed();
+            let fresh = age < DISCOVERY_MAX_AGE && !(rediscover && age >= MIN_REDISCOVERY);
+            if fresh {
+                return Ok(metadata.clone());
+            }
+        }
+        let issuer = IssuerUrl::new(self.config.issuer.clone())
+            .map_err(|e| format!("invalid issuer {:?}: {e}", self.config.issuer))?;
+        let fetched = ProviderMetadataWithLogout::discover_async(issuer, &self.http).await;
+        match fetched {
+            Ok(metadata) => {
+                tracing::info!(provider = %self.config.name, "Provider discovery loaded");
+                let metadata = Arc::new(metadata);
+                *cached = Some((metadata.clone(), Instant::now()));
+                Ok(metadata)
+            }
+            // Keep using the old document when the provider is briefly down.
+            Err(e) => match cached.as_ref() {
+                Some((metadata, _)) if !rediscover => Ok(metadata.clone()),
+                _ => Err(format!(
+                    "discovery of {} failed: {}",
+                    self.config.issuer,
+                    error_chain(&e)
+                )),
+            },
+        }
+    }
+
+    /// Reads the configured claims from a verified ID token.
+    fn map_claims(&self, id_token: &str) -> Result<Grant, String> {
+        let claims = payload(id_token).ok_or("the ID token's claims do not parse")?;
+        let text = |name: &str| {
+            claims
+                .get(name)
+                .and_then(|v| v.as_str())
+                .filter(|v| usable(v))
+        };
+        let user = text(&self.config.user_claim)
+            .or_else(|| text("sub"))
+            .ok_or_else(|| {
+                format!(
+                    "the ID token has no usable {} or sub claim (printable ASCII, at most \
+                     {MAX_CLAIM_LEN} characters)",
+                    self.config.user_claim
+                )
+            })?;
+        // An address the provider says it has not verified is not used:
+        // per-app rules may admit people by email domain.
+        let verified = claims.get("email_verified").and_then(|v| v.as_bool()) != Some(false);
+        let email = text(&self.config.email_claim).filter(|_| verified);
+        let groups = match claims.get(&self.config.groups_claim) {
+            Some(serde_json::Value::Array(items)) => items
+                .iter()
+                .filter_map(|g| g.as_str())
+                .filter(|g| usable(g) && !g.contains(','))
+                .map(str::to_owned)
+                .collect(),
+            Some(serde_json::Value::String(g)) if usable(g) => vec![g.clone()],
+            _ => Vec::new(),
+        };
+        Ok(Grant {
+            user: user.to_owned(),
+            email: email.map(str::to_owned),
+            groups,
+            refresh_token: None,
+            access_expires_at: None,
+            id_token: Some(id_token.to_owned()),
+        })
+    }
+}
+
+/// The claims of a JWT whose signature was already verified.
+fn payload(token: &str) -> Option<serde_json::Map<String, serde_json::Value>> {
+    let part = token.split('.').nth(1)?;
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(part)
+        .ok()?;
+    serde_json::from_slice(&bytes).ok()
+}
+
+/// Whether a claim value can travel in a request header.
+fn usable(value: &str) -> bool {
+    !value.is_empty()
+        && value.len() <= MAX_CLAIM_LEN
+        && value.bytes().all(|b| (0x20..0x7f).contains(&b))
+}
