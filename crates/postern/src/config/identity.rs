@@ -71,6 +71,18 @@ pub struct SessionsConfig {
     pub domain: String,
     /// Whether cookies carry `Secure`: the public gate has TLS.
     pub secure: bool,
+    /// Server-side sessions in Redis; `None` keeps the whole session in
+    /// the cookie.
+    pub redis: Option<RedisConfig>,
+}
+
+/// `identities.sessions.redis`: the Redis server that holds the sessions.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RedisConfig {
+    /// `redis://HOST[:PORT][/DB]` or `rediss://...` (TLS), without
+    /// credentials.
+    pub url: String,
+    pub password: Option<SecretSource>,
 }
 
 /// An upstream OpenID provider that people sign in with.

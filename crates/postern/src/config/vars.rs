@@ -15,6 +15,7 @@ use super::tree;
 use super::*;
 
 mod identities;
+mod redis;
 mod signin;
 mod users;
 

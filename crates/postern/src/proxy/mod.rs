@@ -294,6 +294,14 @@ async fn credential(
                 return Ok(identity);
             }
             SessionCredential::None { clear: ended } => clear = ended,
+            SessionCredential::Unavailable => {
+                record.deny("session_store_unavailable");
+                return Err(Box::new(json_error(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "session_store_unavailable",
+                    "sessions cannot be checked right now; try again in a moment",
+                )));
+            }
         }
     }
 

@@ -169,10 +169,10 @@ impl Login<'_> {
                 count("session_error");
                 tracing::error!(user = %user.name, client = %self.client, error = %error,
                     "Session could not be saved after a sign-in");
-                record.reason = "session_unavailable";
+                record.reason = "session_store_unavailable";
                 return json_error(
                     StatusCode::SERVICE_UNAVAILABLE,
-                    "session_unavailable",
+                    "session_store_unavailable",
                     "the session could not be saved; try again later",
                 );
             }
