@@ -394,3 +394,27 @@ async fn navigation_leads_to_login_page() {
     assert_eq!(page.status, StatusCode::OK);
     assert!(page.text().contains("name=\"password\""));
 }
+
+#[tokio::test]
+async fn parallel_burst_stays_within_limit() {
+    let (gateway, _echo) = gateway_with_users().await;
+    let attempts = (0..12).map(|_| {
+        post_login(
+            ELSEWHERE,
+            gateway.public,
+            &[("username", "alice"), ("password", "guess")],
+            &[],
+        )
+    });
+    let responses = futures_util::future::join_all(attempts).await;
+    let checked = responses
+        .iter()
+        .filter(|r| r.status == StatusCode::UNAUTHORIZED)
+        .count();
+    let limited = responses
+        .iter()
+        .filter(|r| r.status == StatusCode::TOO_MANY_REQUESTS)
+        .count();
+    assert_eq!(checked, 5, "passwords checked");
+    assert_eq!(limited, 7, "attempts over the limit");
+}

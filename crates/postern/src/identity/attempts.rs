@@ -50,8 +50,10 @@ pub struct Attempts {
 /// Failure windows by key.
 struct Counter<K> {
     limit: Limit,
-    windows: Mutex<quick_cache::unsync::Cache<K, Window>>,
+    windows: Mutex<Windows<K>>,
 }
+
+type Windows<K> = quick_cache::unsync::Cache<K, Window>;
 
 #[derive(Debug, Clone, Copy)]
 struct Window {
@@ -75,31 +77,46 @@ impl Attempts {
         }
     }
 
-    /// Returns how long until `user` from `client` may try again, or `None`
-    /// when neither is over its limit.
-    pub fn retry_after(&self, user: &str, client: IpAddr) -> Option<Duration> {
+    /// Counts an attempt of `user` from `client` as a failure before the
+    /// password is checked, or returns how long until they may try again
+    /// when either is over its limit. Counting first means that many
+    /// attempts sent at once cannot all pass the check before the first
+    /// failure is recorded.
+    pub fn begin(&self, user: &str, client: IpAddr) -> Result<(), Duration> {
         let now = Instant::now();
-        let user_wait = self.users.blocked_for(&user_key(user), now);
-        let address_wait = self.addresses.blocked_for(&address_key(client), now);
-        user_wait.max(address_wait)
+        let (user, client) = (user_key(user), address_key(client));
+        // Both locks are held, always in this order, so the check and the
+        // count are one step.
+        let mut users = self.users.lock();
+        let mut addresses = self.addresses.lock();
+        let user_wait = self.users.blocked_for(&users, &user, now);
+        let address_wait = self.addresses.blocked_for(&addresses, &client, now);
+        if let Some(wait) = user_wait.max(address_wait) {
+            return Err(wait);
+        }
+        self.users.record(&mut users, user, now);
+        self.addresses.record(&mut addresses, client, now);
+        Ok(())
     }
 
-    /// Counts a failed attempt against both keys.
-    pub fn failed(&self, user: &str, client: IpAddr) {
-        let now = Instant::now();
-        self.users.record(user_key(user), now);
-        self.addresses.record(address_key(client), now);
-    }
-
-    /// Clears the user's failures after a successful sign-in. The address
-    /// keeps its count: one good password must not reset a guessing run
-    /// against other names from the same address.
-    pub fn succeeded(&self, user: &str) {
-        self.users.clear(&user_key(user));
+    /// Takes back the failure that [`Attempts::begin`] counted, after a
+    /// successful sign-in, and clears the user's earlier failures. The
+    /// address keeps its earlier failures, so that one good password does
+    /// not reset a guessing run against other names from the same address.
+    pub fn succeeded(&self, user: &str, client: IpAddr) {
+        let mut users = self.users.lock();
+        users.remove(&user_key(user));
+        drop(users);
+        let mut addresses = self.addresses.lock();
+        let key = address_key(client);
+        if let Some(window) = addresses.peek(&key).copied() {
+            let failures = window.failures.saturating_sub(1);
+            addresses.insert(key, Window { failures, ..window });
+        }
     }
 }
 
-/// The user-name key: the name as typed, cut to a length no real name
+/// Makes the user-name key: the name as typed, cut to a length no real name
 /// reaches, so a huge form field cannot make a huge key.
 fn user_key(user: &str) -> String {
     let mut end = user.len().min(256);
@@ -109,8 +126,8 @@ fn user_key(user: &str) -> String {
     user[..end].to_owned()
 }
 
-/// The address key: an IPv4 address, or the /64 network of an IPv6 address,
-/// because one IPv6 host usually has a whole /64 to pick addresses from.
+/// Makes the address key: an IPv4 address, or the /64 network of an IPv6
+/// address, because one IPv6 host usually has a whole /64 to pick from.
 fn address_key(client: IpAddr) -> IpAddr {
     match client.to_canonical() {
         IpAddr::V6(v6) => {
@@ -131,15 +148,17 @@ impl<K: Eq + std::hash::Hash + Clone> Counter<K> {
         }
     }
 
-    fn blocked_for(&self, key: &K, now: Instant) -> Option<Duration> {
-        let windows = self.windows.lock().unwrap_or_else(|e| e.into_inner());
+    fn lock(&self) -> std::sync::MutexGuard<'_, Windows<K>> {
+        self.windows.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn blocked_for(&self, windows: &Windows<K>, key: &K, now: Instant) -> Option<Duration> {
         let window = windows.peek(key)?;
         let ends = window.opened + self.limit.window;
         (window.failures >= self.limit.max_failures && now < ends).then(|| ends - now)
     }
 
-    fn record(&self, key: K, now: Instant) {
-        let mut windows = self.windows.lock().unwrap_or_else(|e| e.into_inner());
+    fn record(&self, windows: &mut Windows<K>, key: K, now: Instant) {
         let window = match windows.peek(&key) {
             Some(w) if now < w.opened + self.limit.window => Window {
                 opened: w.opened,
@@ -151,11 +170,6 @@ impl<K: Eq + std::hash::Hash + Clone> Counter<K> {
             },
         };
         windows.insert(key, window);
-    }
-
-    fn clear(&self, key: &K) {
-        let mut windows = self.windows.lock().unwrap_or_else(|e| e.into_inner());
-        windows.remove(key);
     }
 }
 
@@ -180,25 +194,21 @@ mod tests {
             },
         );
         for _ in 0..3 {
-            assert_eq!(attempts.retry_after("alice", CLIENT), None);
-            attempts.failed("alice", CLIENT);
+            assert_eq!(attempts.begin("alice", CLIENT), Ok(()));
         }
         assert_eq!(
-            attempts.retry_after("alice", CLIENT),
-            Some(Duration::from_secs(60))
+            attempts.begin("alice", CLIENT),
+            Err(Duration::from_secs(60))
         );
-        assert_eq!(
-            attempts.retry_after("alice", OTHER),
-            Some(Duration::from_secs(60))
-        );
-        assert_eq!(attempts.retry_after("bob", CLIENT), None);
+        assert_eq!(attempts.begin("alice", OTHER), Err(Duration::from_secs(60)));
+        assert_eq!(attempts.begin("bob", CLIENT), Ok(()));
         tokio::time::advance(Duration::from_secs(45)).await;
         assert_eq!(
-            attempts.retry_after("alice", CLIENT),
-            Some(Duration::from_secs(15))
+            attempts.begin("alice", CLIENT),
+            Err(Duration::from_secs(15))
         );
         tokio::time::advance(Duration::from_secs(15)).await;
-        assert_eq!(attempts.retry_after("alice", CLIENT), None);
+        assert_eq!(attempts.begin("alice", CLIENT), Ok(()));
     }
 
     #[tokio::test(start_paused = true)]
@@ -211,21 +221,24 @@ mod tests {
             LIMIT,
         );
         for name in ["a", "b", "c"] {
-            attempts.failed(name, CLIENT);
+            assert_eq!(attempts.begin(name, CLIENT), Ok(()));
         }
-        assert!(attempts.retry_after("d", CLIENT).is_some());
-        assert_eq!(attempts.retry_after("d", OTHER), None);
+        assert!(attempts.begin("d", CLIENT).is_err());
+        assert_eq!(attempts.begin("d", OTHER), Ok(()));
     }
 
     #[tokio::test(start_paused = true)]
     async fn success_clears_the_user_only() {
         let attempts = Attempts::new(LIMIT, LIMIT);
-        attempts.failed("alice", CLIENT);
-        attempts.failed("alice", CLIENT);
-        attempts.succeeded("alice");
-        attempts.failed("alice", CLIENT);
-        assert_eq!(attempts.retry_after("alice", OTHER), None);
-        assert!(attempts.retry_after("bob", CLIENT).is_some());
+        // Two failures, then a success that takes back its own count.
+        assert_eq!(attempts.begin("alice", CLIENT), Ok(()));
+        assert_eq!(attempts.begin("alice", CLIENT), Ok(()));
+        assert_eq!(attempts.begin("alice", CLIENT), Ok(()));
+        attempts.succeeded("alice", CLIENT);
+        // The user starts from zero; the address keeps its two failures.
+        assert_eq!(attempts.begin("alice", OTHER), Ok(()));
+        assert_eq!(attempts.begin("bob", CLIENT), Ok(()));
+        assert!(attempts.begin("carol", CLIENT).is_err());
     }
 
     #[test]

@@ -122,7 +122,7 @@ impl Login<'_> {
         };
         let rd = self.safe_return(form.rd.as_deref());
 
-        if let Some(wait) = self.attempts.retry_after(&form.user, self.client) {
+        if let Err(wait) = self.attempts.begin(&form.user, self.client) {
             count("rate_limited");
             tracing::info!(user = %shown(&form.user), client = %self.client,
                 retry_after_s = wait.as_secs(), "Sign-in attempt over the rate limit");
@@ -139,8 +139,8 @@ impl Login<'_> {
             );
         }
 
+        // begin() has counted this attempt as a failure already.
         let Some(user) = self.users.verify(&form.user, &form.password).await else {
-            self.attempts.failed(&form.user, self.client);
             count("wrong_credentials");
             tracing::info!(user = %shown(&form.user), client = %self.client,
                 "Sign-in failed: unknown user name or wrong password");
@@ -149,7 +149,7 @@ impl Login<'_> {
                 .page(&rd, &form.user, Some(WRONG_CREDENTIALS))
                 .response(StatusCode::UNAUTHORIZED, self.hostname);
         };
-        self.attempts.succeeded(&user.name);
+        self.attempts.succeeded(&user.name, self.client);
 
         let now = SystemTime::now()
             .duration_since(UNIX_EPOCH)
