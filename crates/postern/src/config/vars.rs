@@ -691,4 +691,7 @@ fn parse_upstream(text: &str) -> Result<Upstream, String> {
 #[path = "vars/identities_tests.rs"]
 mod identities_tests;
 #[cfg(test)]
+#[path = "vars/signin_tests.rs"]
+mod signin_tests;
+#[cfg(test)]
 mod tests;

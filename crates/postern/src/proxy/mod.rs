@@ -244,7 +244,7 @@ async fn decide(
         parts.extensions.insert(identity);
     }
     // The session cookie is sent to every host under the cluster hostname,
-    // the private gate's included; no app ever sees it.
+    // the private gate's included, so it is removed before any app.
     if let Some(sessions) = &snapshot.identities.sessions {
         sessions.strip_cookies(&mut parts.headers);
     }
@@ -336,7 +336,7 @@ async fn credential(
     Err(Box::new(response))
 }
 
-/// The public gate's scheme as the browser sees it: `https` with TLS here
+/// Returns the public gate's scheme in the browser's URLs: `https` with TLS here
 /// or, from a trusted forwarder, with `X-Forwarded-Proto: https`.
 fn public_scheme(conn: &ConnectionInfo, parts: &http::request::Parts) -> &'static str {
     let forwarded_https = conn.forwarded_trusted

@@ -8,8 +8,6 @@
 //! and only then split, so one tag covers every chunk: a chunk that is
 //! missing, cut short or taken from another session fails the tag.
 
-use base64::Engine;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use cookie::{Cookie, CookieJar, Key, SameSite};
 use http::header::COOKIE;
 use http::{HeaderMap, HeaderValue};
@@ -37,7 +35,7 @@ pub struct CookieCodec {
     secure: bool,
 }
 
-/// Where a cookie is sent.
+/// The hosts and paths a cookie is sent to.
 #[derive(Clone, Copy)]
 enum Scope {
     /// Every host under the cluster hostname: the session.
@@ -71,13 +69,13 @@ impl CookieCodec {
         })
     }
 
-    /// The session cookie's name; chunks are `<name>_0`, `<name>_1`, ...
+    /// Returns the session cookie's name. Chunks are `<name>_0`, `<name>_1`, ...
     pub fn name(&self) -> &str {
         &self.name
     }
 
     /// Opens the session cookie, rejoining chunks.
-    pub fn open_session(&self, headers: &HeaderMap) -> Option<Vec<u8>> {
+    pub fn open_session(&self, headers: &HeaderMap) -> Option<String> {
         let cookies = request_cookies(headers);
         let find = |name: &str| cookies.iter().find(|(n, _)| *n == name).map(|(_, v)| *v);
         let sealed = match find(&self.name) {
@@ -105,10 +103,10 @@ impl CookieCodec {
     pub fn seal_session(
         &self,
         headers: &HeaderMap,
-        bytes: &[u8],
+        text: &str,
         max_age_secs: u64,
     ) -> Result<Vec<HeaderValue>, SessionError> {
-        let sealed = self.seal(&self.name, bytes);
+        let sealed = self.seal(&self.name, text);
         let mut set = Vec::new();
         let present = request_cookies(headers);
         let has = |name: &str| present.iter().any(|(n, _)| *n == name);
@@ -156,10 +154,10 @@ impl CookieCodec {
         set
     }
 
-    /// The sign-in flow's cookie: sealed, on the auth host only, for
+    /// Seals the sign-in flow's cookie, sent to the auth host only, for
     /// `max_age_secs`.
-    pub fn seal_flow(&self, bytes: &[u8], max_age_secs: u64) -> HeaderValue {
-        let sealed = self.seal(&self.flow_name, bytes);
+    pub fn seal_flow(&self, text: &str, max_age_secs: u64) -> HeaderValue {
+        let sealed = self.seal(&self.flow_name, text);
         let cookie = self
             .attributes(&self.flow_name, &sealed, Scope::Flow)
             .max_age(seconds(max_age_secs));
@@ -167,7 +165,7 @@ impl CookieCodec {
     }
 
     /// Opens the sign-in flow's cookie.
-    pub fn open_flow(&self, headers: &HeaderMap) -> Option<Vec<u8>> {
+    pub fn open_flow(&self, headers: &HeaderMap) -> Option<String> {
         let cookies = request_cookies(headers);
         cookies
             .iter()
@@ -175,7 +173,7 @@ impl CookieCodec {
             .find_map(|(_, v)| self.open(&self.flow_name, v))
     }
 
-    /// The Set-Cookie value that removes the flow cookie.
+    /// Returns the Set-Cookie value that removes the flow cookie.
     pub fn clear_flow(&self) -> HeaderValue {
         let mut cookie = self.attributes(&self.flow_name, "", Scope::Flow).build();
         cookie.make_removal();
@@ -237,24 +235,24 @@ impl CookieCodec {
         format!("{}_{i}", self.name)
     }
 
-    /// Seals `bytes` for the cookie `name` with the first key.
-    fn seal(&self, name: &str, bytes: &[u8]) -> String {
+    /// Seals `text` for the cookie `name` with the first key. The private
+    /// jar writes nonce, ciphertext and tag in base64.
+    fn seal(&self, name: &str, text: &str) -> String {
         let mut jar = CookieJar::new();
-        let plain = URL_SAFE_NO_PAD.encode(bytes);
         jar.private_mut(&self.keys[0])
-            .add(Cookie::new(name.to_owned(), plain));
+            .add(Cookie::new(name.to_owned(), text.to_owned()));
         jar.get(name)
             .map(|c| c.value().to_owned())
             .unwrap_or_default()
     }
 
     /// Opens a value sealed for the cookie `name` with any key.
-    fn open(&self, name: &str, sealed: &str) -> Option<Vec<u8>> {
+    fn open(&self, name: &str, sealed: &str) -> Option<String> {
         let cookie = Cookie::new(name.to_owned(), sealed.to_owned());
         let jar = CookieJar::new();
         self.keys.iter().find_map(|key| {
             let plain = jar.private(key).decrypt(cookie.clone())?;
-            URL_SAFE_NO_PAD.decode(plain.value()).ok()
+            Some(plain.value().to_owned())
         })
     }
 
@@ -271,7 +269,7 @@ impl CookieCodec {
         header_value(&cookie)
     }
 
-    /// A cookie with postern's attributes: HttpOnly, SameSite=Lax, Secure
+    /// Builds a cookie with postern's attributes: HttpOnly, SameSite=Lax, Secure
     /// with TLS, and the scope's domain and path.
     fn attributes(&self, name: &str, value: &str, scope: Scope) -> cookie::CookieBuilder<'static> {
         let builder = Cookie::build((name.to_owned(), value.to_owned()))
@@ -298,7 +296,7 @@ pub fn check_key(secret: &str) -> Result<(), String> {
     Ok(())
 }
 
-/// Every `name=value` pair of the request's Cookie headers.
+/// Collects every `name=value` pair of the request's Cookie headers.
 fn request_cookies(headers: &HeaderMap) -> Vec<(&str, &str)> {
     headers
         .get_all(COOKIE)
@@ -316,8 +314,8 @@ fn seconds(secs: u64) -> cookie::time::Duration {
     cookie::time::Duration::seconds(i64::try_from(secs).unwrap_or(i64::MAX))
 }
 
-/// A Set-Cookie header value. Names and sealed values are plain ASCII, so
-/// this cannot fail.
+/// Formats a Set-Cookie header value. Cookie names are checked by the
+/// config and sealed values are base64, so the value is always valid.
 fn header_value(cookie: &Cookie<'_>) -> HeaderValue {
     HeaderValue::from_str(&cookie.to_string()).unwrap_or(HeaderValue::from_static(""))
 }

@@ -28,7 +28,7 @@ pub struct Session {
     pub user: String,
     pub email: Option<String>,
     pub groups: Vec<String>,
-    /// How the person signed in: `oidc:<provider name>` or `password`.
+    /// The sign-in method: `oidc:<provider name>` or `password`.
     pub method: String,
     /// Seconds since the epoch.
     pub issued_at: u64,
@@ -38,7 +38,7 @@ pub struct Session {
     pub provider: Option<ProviderGrant>,
 }
 
-/// What an upstream OIDC provider granted at sign-in.
+/// The tokens an upstream OIDC provider granted at sign-in.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ProviderGrant {
     /// The provider's name in `identities.providers`.
@@ -50,7 +50,7 @@ pub struct ProviderGrant {
     pub id_token: Option<String>,
 }
 
-/// Where sessions are kept, built from `identities.sessions`.
+/// The session store, built from `identities.sessions`.
 pub struct Sessions {
     backend: Backend,
     codec: Arc<CookieCodec>,
@@ -82,7 +82,7 @@ pub enum SessionError {
 // === impl Session ===
 
 impl Session {
-    /// The identity the session proves, as a person.
+    /// Returns the identity the session proves, as a person.
     pub fn identity(&self) -> Identity {
         Identity {
             name: Arc::from(self.user.as_str()),
@@ -116,34 +116,34 @@ impl Sessions {
         })
     }
 
-    /// The session lifetime in seconds, for new sessions' `expires_at`.
+    /// Returns the session lifetime in seconds, for new sessions' `expires_at`.
     pub fn lifetime_secs(&self) -> u64 {
         self.lifetime_secs
     }
 
-    /// The cookie codec, for the sign-in flow's own short-lived cookie.
+    /// Returns the cookie codec, for the sign-in flow's own short-lived cookie.
     pub fn codec(&self) -> &CookieCodec {
         &self.codec
     }
 
-    /// The session the request's cookies carry, if any and valid.
+    /// Returns the session the request's cookies carry, if any and valid.
     pub async fn load(&self, headers: &HeaderMap) -> Result<Option<Session>, SessionError> {
         let Some(sealed) = self.codec.open_session(headers) else {
             return Ok(None);
         };
-        let bytes = match &self.backend {
+        let text = match &self.backend {
             Backend::Cookie => sealed,
             Backend::Redis(store) => {
                 let Some(id) = redis_id(&sealed) else {
                     return Ok(None);
                 };
-                match store.get(id).await? {
-                    Some(bytes) => bytes,
-                    None => return Ok(None),
+                match store.get(id).await?.map(String::from_utf8) {
+                    Some(Ok(text)) => text,
+                    _ => return Ok(None),
                 }
             }
         };
-        let session: Option<Session> = serde_json::from_slice(&bytes).ok();
+        let session: Option<Session> = serde_json::from_str(&text).ok();
         Ok(session.filter(|s| !s.is_expired(crate::identity::now())))
     }
 
@@ -153,21 +153,22 @@ impl Sessions {
         headers: &HeaderMap,
         session: &Session,
     ) -> Result<Vec<HeaderValue>, SessionError> {
-        let bytes = serde_json::to_vec(session).map_err(|e| SessionError::Encode(e.to_string()))?;
+        let text =
+            serde_json::to_string(session).map_err(|e| SessionError::Encode(e.to_string()))?;
         let max_age = session.expires_at.saturating_sub(crate::identity::now());
         match &self.backend {
-            Backend::Cookie => self.codec.seal_session(headers, &bytes, max_age),
+            Backend::Cookie => self.codec.seal_session(headers, &text, max_age),
             Backend::Redis(store) => {
                 // A new id on every save, so an id seen before a sign-in
                 // (session fixation) never carries the signed-in session.
                 let id = redis::new_id();
-                store.set(&id, &bytes, max_age).await?;
+                store.set(&id, text.as_bytes(), max_age).await?;
                 if let Some(old) = self.codec.open_session(headers)
                     && let Some(old) = redis_id(&old)
                 {
                     store.delete(old).await?;
                 }
-                self.codec.seal_session(headers, id.as_bytes(), max_age)
+                self.codec.seal_session(headers, &id, max_age)
             }
         }
     }
@@ -196,9 +197,8 @@ impl Sessions {
 /// Reads the Redis id from an opened session cookie: 64 hex digits, or
 /// `None` for anything else, such as a cookie sealed by the cookie backend
 /// before a switch to Redis.
-fn redis_id(sealed: &[u8]) -> Option<&str> {
-    let id = std::str::from_utf8(sealed).ok()?;
-    (id.len() == 64 && id.bytes().all(|b| b.is_ascii_hexdigit())).then_some(id)
+fn redis_id(sealed: &str) -> Option<&str> {
+    (sealed.len() == 64 && sealed.bytes().all(|b| b.is_ascii_hexdigit())).then_some(sealed)
 }
 
 #[cfg(test)]

@@ -10,7 +10,7 @@ use crate::session::Session;
 /// Refresh this long before the provider's access token lapses.
 const REFRESH_MARGIN_SECS: u64 = 10;
 
-/// What the request's session cookie proves.
+/// The outcome of reading a request's session cookie.
 pub enum SessionCredential {
     /// A valid session, and the Set-Cookie values of a refreshed one.
     Valid {

@@ -20,7 +20,10 @@ use crate::telemetry::access::AccessRecord;
 /// Time a person has to finish signing in at the provider.
 const FLOW_LIFETIME_SECS: u64 = 600;
 
-/// What the callback checks, sealed in the flow cookie.
+/// The values the callback checks, sealed in the flow cookie.
+///
+/// NOTE: there is one flow cookie per browser, so of two sign-ins started
+/// at once in two tabs only the later one can finish.
 #[derive(Serialize, Deserialize)]
 struct FlowState {
     provider: String,
@@ -90,11 +93,8 @@ pub async fn start(
         rd,
         started_at: now(),
     };
-    let bytes = serde_json::to_vec(&flow).unwrap_or_default();
-    let cookie = signin
-        .sessions
-        .codec()
-        .seal_flow(&bytes, FLOW_LIFETIME_SECS);
+    let text = serde_json::to_string(&flow).unwrap_or_default();
+    let cookie = signin.sessions.codec().seal_flow(&text, FLOW_LIFETIME_SECS);
     record.decision = "allow";
     record.reason = "sign_in_started";
     let mut response = found(&authorization.url);
@@ -132,7 +132,7 @@ async fn finish_callback(
         .sessions
         .codec()
         .open_flow(&parts.headers)
-        .and_then(|bytes| serde_json::from_slice(&bytes).ok())
+        .and_then(|text| serde_json::from_str(&text).ok())
         .filter(|f: &FlowState| now().saturating_sub(f.started_at) <= FLOW_LIFETIME_SECS);
     let Some(flow) = flow else {
         return failed(

@@ -11,6 +11,7 @@
 //! | `/login` | the login page: provider buttons, and a password form for `identities.users` |
 //! | anything else | postern's issuer endpoints, when it signs tokens |
 
+mod claims;
 pub mod credential;
 pub mod csrf;
 mod flow;
@@ -46,10 +47,10 @@ pub struct SignIn {
     pub hostname: String,
 }
 
-/// What the auth host needs to know about one request.
+/// The facts about one request that the auth host needs.
 pub struct AuthRequest<'a> {
     pub identities: &'a Identities,
-    /// `http` or `https`, as the browser sees the public gate.
+    /// `http` or `https`: the public gate's scheme in the browser's URLs.
     pub scheme: &'static str,
     pub body_idle: Duration,
     /// Failed password sign-ins, kept across reloads.
@@ -92,12 +93,12 @@ impl SignIn {
     }
 }
 
-/// The auth host's name for a cluster hostname.
+/// Returns the auth host's name for a cluster hostname.
 pub fn auth_host(hostname: &str) -> String {
     format!("{AUTH_APP_NAME}.{hostname}")
 }
 
-/// The auth host's origin as the browser reaches it: the request's scheme
+/// Builds the auth host's origin as the browser reaches it: the request's scheme
 /// and port, and the auth host's name (never the client's Host text).
 pub fn auth_origin(parts: &http::request::Parts, hostname: &str, scheme: &str) -> String {
     match request_port(parts) {
@@ -106,7 +107,7 @@ pub fn auth_origin(parts: &http::request::Parts, hostname: &str, scheme: &str) -
     }
 }
 
-/// The port the client named in its Host (or HTTP/2 authority).
+/// Returns the port the client named in its Host (or HTTP/2 authority).
 pub fn request_port(parts: &http::request::Parts) -> Option<u16> {
     if let Some(port) = parts.uri.port_u16() {
         return Some(port);
@@ -172,7 +173,7 @@ pub async fn serve(
     }
 }
 
-/// Answers `GET` and `HEAD` only, else 405.
+/// Returns a 405 response unless the method is `GET` or `HEAD`.
 fn only_get(parts: &http::request::Parts, record: &mut AccessRecord) -> Option<Response<Body>> {
     if parts.method == Method::GET || parts.method == Method::HEAD {
         return None;
@@ -189,7 +190,7 @@ fn only_get(parts: &http::request::Parts, record: &mut AccessRecord) -> Option<R
     Some(response)
 }
 
-/// The first value of a query parameter, decoded.
+/// Returns the first value of a query parameter, decoded.
 fn query_param(parts: &http::request::Parts, name: &str) -> Option<String> {
     let query = parts.uri.query()?;
     form_urlencoded::parse(query.as_bytes())
@@ -197,7 +198,7 @@ fn query_param(parts: &http::request::Parts, name: &str) -> Option<String> {
         .map(|(_, v)| v.into_owned())
 }
 
-/// A 302 to `location`, never cached.
+/// Builds a 302 to `location`, never cached.
 pub fn found(location: &str) -> Response<Body> {
     let mut response = Response::new(crate::http::responses::empty());
     *response.status_mut() = StatusCode::FOUND;

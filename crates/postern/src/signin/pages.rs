@@ -8,7 +8,7 @@ use crate::http::Body;
 use crate::http::responses::full;
 use crate::telemetry::access::AccessRecord;
 
-/// A small HTML page with a title and one paragraph.
+/// Builds a small HTML page with a title and one paragraph.
 pub fn page(status: StatusCode, title: &str, message: &str) -> Response<Body> {
     html(status, title, &format!("<p>{}</p>", escape(message)))
 }

@@ -1,4 +1,4 @@
-//! One upstream OpenID provider as a relying party sees it: discovery,
+//! One upstream OpenID provider, used as a relying party: discovery,
 //! the authorization URL with PKCE, state and nonce, the code exchange with
 //! a fully verified ID token, refresh, and the end-session URL.
 //!
@@ -11,7 +11,6 @@ use std::str::FromStr;
 use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
-use base64::Engine;
 use openidconnect::core::{CoreAuthenticationFlow, CoreClient, CoreIdToken};
 use openidconnect::{
     AuthorizationCode, ClientId, ClientSecret, CsrfToken, EndpointMaybeSet, EndpointNotSet,
@@ -21,17 +20,16 @@ use openidconnect::{
 };
 use tokio::time::Instant;
 
+use super::claims::map_claims;
 use crate::config::identity::ProviderConfig;
 use crate::identity::fetch::error_chain;
 
 /// Time one call to the provider may take.
 const PROVIDER_TIMEOUT: Duration = Duration::from_secs(10);
 /// Shortest time between two discoveries caused by an unknown signing key.
-const MIN_REDISCOVERY: Duration = Duration::from_secs(10);
-/// Longest a discovery document is used before it is fetched again.
+const MIN_REDISCOVERY: Duration = Duration::from_secs(5);
+/// Maximum age of a discovery document before it is fetched again.
 const DISCOVERY_MAX_AGE: Duration = Duration::from_secs(3600);
-/// Longest accepted value of a mapped claim, which becomes a header.
-const MAX_CLAIM_LEN: usize = 256;
 
 type Client = CoreClient<
     EndpointSet,
@@ -53,7 +51,8 @@ pub struct Provider {
     pub refreshes: super::refresh::SingleFlight,
 }
 
-/// What the browser is sent to, and what must be kept until the callback.
+/// The authorization URL for the browser, and the values kept for the
+/// callback.
 pub struct Authorization {
     pub url: String,
     pub state: String,
@@ -89,11 +88,16 @@ impl Provider {
         {
             return Ok(found);
         }
-        // No redirects: a provider that answers with one gets an error, not
+        // No redirects: a provider that responds with one gets an error, not
         // a request to wherever it points (openidconnect's advice against
         // server-side request forgery).
+        // No pooled connections either, as a precaution: each worker thread
+        // runs its own runtime, and a pooled connection is driven by the
+        // runtime that opened it. Sign-ins and refreshes are rare enough to
+        // connect anew.
         let http = reqwest::Client::builder()
             .redirect(reqwest::redirect::Policy::none())
+            .pool_max_idle_per_host(0)
             .timeout(PROVIDER_TIMEOUT)
             .user_agent(concat!("postern/", env!("CARGO_PKG_VERSION")))
             .build()
@@ -106,10 +110,25 @@ impl Provider {
             refreshes: super::refresh::SingleFlight::default(),
         });
         providers.push(Arc::downgrade(&provider));
+
+        // Discover at once, so a misconfigured provider shows in the log at
+        // start and the first sign-in does not wait; a failure is retried at
+        // the first sign-in.
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            let weak = Arc::downgrade(&provider);
+            runtime.spawn(async move {
+                let Some(provider) = weak.upgrade() else {
+                    return;
+                };
+                if let Err(error) = provider.metadata(false).await {
+                    tracing::warn!(provider = %provider.config.name, %error, "Provider discovery failed");
+                }
+            });
+        }
         Ok(provider)
     }
 
-    /// The `auth_method` of its sessions.
+    /// Returns the `auth_method` of its sessions.
     pub fn method(&self) -> String {
         format!("oidc:{}", self.config.name)
     }
@@ -158,18 +177,14 @@ impl Provider {
             .ok_or("the provider's token response has no ID token")?
             .clone();
         let expected = Nonce::new(nonce.to_owned());
-        let verify = |client: &Client| {
+        self.verify(&client, |client| {
             id_token
                 .claims(&client.id_token_verifier(), &expected)
                 .map(|_| ())
                 .map_err(|e| format!("the ID token failed verification: {e}"))
-        };
-        if verify(&client).is_err() {
-            // Perhaps signed with a key published after the last discovery.
-            let client = self.client(Some(redirect_uri), true).await?;
-            verify(&client)?;
-        }
-        let mut grant = self.map_claims(&id_token.to_string())?;
+        })
+        .await?;
+        let mut grant = map_claims(&self.config, &id_token.to_string())?;
         grant.refresh_token = response.refresh_token().map(|t| t.secret().clone());
         grant.access_expires_at = response
             .expires_in()
@@ -190,11 +205,16 @@ impl Provider {
             .map_err(|e| format!("the refresh failed: {}", error_chain(&e)))?;
         let mut grant = match response.id_token() {
             Some(id_token) => {
-                let no_nonce = |_: Option<&Nonce>| Ok(());
-                id_token
-                    .claims(&client.id_token_verifier(), no_nonce)
-                    .map_err(|e| format!("the refreshed ID token failed verification: {e}"))?;
-                self.map_claims(&id_token.to_string())?
+                // A refreshed ID token carries no nonce (OpenID Connect
+                // Core, section 12.2).
+                self.verify(&client, |client| {
+                    id_token
+                        .claims(&client.id_token_verifier(), |_: Option<&Nonce>| Ok(()))
+                        .map(|_| ())
+                        .map_err(|e| format!("the refreshed ID token failed verification: {e}"))
+                })
+                .await?;
+                map_claims(&self.config, &id_token.to_string())?
             }
             None => Grant {
                 user: String::new(),
@@ -217,7 +237,7 @@ impl Provider {
         Ok(grant)
     }
 
-    /// The provider's end-session URL for RP-initiated logout, when its
+    /// Builds the provider's end-session URL for RP-initiated logout, when its
     /// discovery document names one.
     pub async fn end_session_url(
         &self,
@@ -242,7 +262,21 @@ impl Provider {
         Some(request.http_get_url().to_string())
     }
 
-    /// A client on the current discovery document, fetched first when
+    /// Runs an ID token check, and once more after a fresh discovery when
+    /// it fails: the token may be signed with a key the provider published
+    /// since the last one.
+    async fn verify(
+        &self,
+        client: &Client,
+        check: impl Fn(&Client) -> Result<(), String>,
+    ) -> Result<(), String> {
+        if check(client).is_ok() {
+            return Ok(());
+        }
+        check(&self.client(None, true).await?)
+    }
+
+    /// Builds a client on the current discovery document, fetched first when
     /// missing, old, or (`rediscover`) suspected stale.
     async fn client(&self, redirect_uri: Option<&str>, rediscover: bool) -> Result<Client, String> {
         let metadata = self.metadata(rediscover).await?;
@@ -289,62 +323,4 @@ impl Provider {
             },
         }
     }
-
-    /// Reads the configured claims from a verified ID token.
-    fn map_claims(&self, id_token: &str) -> Result<Grant, String> {
-        let claims = payload(id_token).ok_or("the ID token's claims do not parse")?;
-        let text = |name: &str| {
-            claims
-                .get(name)
-                .and_then(|v| v.as_str())
-                .filter(|v| usable(v))
-        };
-        let user = text(&self.config.user_claim)
-            .or_else(|| text("sub"))
-            .ok_or_else(|| {
-                format!(
-                    "the ID token has no usable {} or sub claim (printable ASCII, at most \
-                     {MAX_CLAIM_LEN} characters)",
-                    self.config.user_claim
-                )
-            })?;
-        // An address the provider says it has not verified is not used:
-        // per-app rules may admit people by email domain.
-        let verified = claims.get("email_verified").and_then(|v| v.as_bool()) != Some(false);
-        let email = text(&self.config.email_claim).filter(|_| verified);
-        let groups = match claims.get(&self.config.groups_claim) {
-            Some(serde_json::Value::Array(items)) => items
-                .iter()
-                .filter_map(|g| g.as_str())
-                .filter(|g| usable(g) && !g.contains(','))
-                .map(str::to_owned)
-                .collect(),
-            Some(serde_json::Value::String(g)) if usable(g) => vec![g.clone()],
-            _ => Vec::new(),
-        };
-        Ok(Grant {
-            user: user.to_owned(),
-            email: email.map(str::to_owned),
-            groups,
-            refresh_token: None,
-            access_expires_at: None,
-            id_token: Some(id_token.to_owned()),
-        })
-    }
-}
-
-/// The claims of a JWT whose signature was already verified.
-fn payload(token: &str) -> Option<serde_json::Map<String, serde_json::Value>> {
-    let part = token.split('.').nth(1)?;
-    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
-        .decode(part)
-        .ok()?;
-    serde_json::from_slice(&bytes).ok()
-}
-
-/// Whether a claim value can travel in a request header.
-fn usable(value: &str) -> bool {
-    !value.is_empty()
-        && value.len() <= MAX_CLAIM_LEN
-        && value.bytes().all(|b| (0x20..0x7f).contains(&b))
 }

@@ -1,11 +1,11 @@
-//! Where a browser may be sent after sign-in or sign-out: only the cluster
-//! hostname, its subdomains, or a path on the auth host. Pure, so every
-//! open-redirect form can be tested in a table.
+//! The check of return addresses after sign-in or sign-out: only the
+//! cluster hostname, its subdomains, or a path on the auth host. Pure, so
+//! every open-redirect form can be tested in a table.
 
 use url::Url;
 
-/// Where a browser goes when `rd` is missing or refused: the auth host's
-/// own page.
+/// The return address used when `rd` is missing or rejected: the auth
+/// host's own page.
 pub const DEFAULT_RETURN: &str = "/";
 
 /// Returns `rd` when it is safe, else [`DEFAULT_RETURN`].
@@ -51,7 +51,7 @@ fn check(rd: &str, hostname: &str) -> Option<String> {
     on_cluster.then(|| url.to_string())
 }
 
-/// A path on the auth host: one leading `/`, and no encoded form that
+/// Accepts a path on the auth host: one leading `/`, and no encoded form that
 /// decodes to a second `/` or a `\` right after it.
 fn check_path(rd: &str) -> Option<String> {
     let decoded: String = percent_decode(rd);

@@ -18,9 +18,9 @@ use tokio::time::Instant;
 
 use super::provider::Grant;
 
-/// How long a finished refresh answers requests that carry the old
-/// cookie: long enough for requests the browser sent before it saw the
-/// new cookie.
+/// Time a finished refresh's result is reused for requests that carry
+/// the old cookie, which covers requests the browser sent before it
+/// received the new cookie.
 const REMEMBER: Duration = Duration::from_secs(60);
 
 type Outcome = Result<Grant, String>;

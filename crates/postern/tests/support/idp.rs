@@ -21,6 +21,7 @@ pub const IDP_SHORT_AUDIENCE: &str = "urn:postern:short";
 /// A running provider. Dropping it stops the process.
 pub struct Idp {
     child: Child,
+    stderr: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
     pub issuer: String,
     pub addr: SocketAddr,
 }
@@ -80,6 +81,7 @@ impl Idp {
         let port = started["port"].as_u64().unwrap() as u16;
         Idp {
             child,
+            stderr,
             issuer: started["issuer"].as_str().unwrap().to_owned(),
             addr: SocketAddr::new(LOCALHOST, port),
         }
@@ -109,6 +111,34 @@ impl Idp {
         let body = json!({ "keep_old": keep_old }).to_string();
         let response = post_json(self.addr, "/test/rotate", &body).await;
         assert_eq!(response.status, 200, "IdP rotate: {}", response.text());
+    }
+
+    /// What the provider wrote to stderr so far, for failure messages.
+    pub fn stderr_text(&self) -> String {
+        self.stderr.lock().unwrap().join("\n")
+    }
+
+    /// Registers postern's client: its callback and post-logout URLs on
+    /// the auth origin, and the lifetime of its access tokens.
+    pub async fn register_postern(&self, auth_origin: &str, access_token_ttl: u64) {
+        let body = json!({
+            "redirect_uris": [format!("{auth_origin}/oauth2/callback")],
+            "post_logout_redirect_uris": [format!("{auth_origin}/oauth2/signed_out")],
+            "access_token_ttl": access_token_ttl,
+        })
+        .to_string();
+        let response = post_json(self.addr, "/test/postern", &body).await;
+        assert_eq!(response.status, 200, "IdP register: {}", response.text());
+    }
+
+    /// The provider's counters: `jwks_requests`, `refreshes`,
+    /// `refresh_failures` and `sign_outs`.
+    pub async fn stats(&self) -> Value {
+        let stream = connect_from(LOCALHOST, self.addr).await;
+        let get = request("GET", "127.0.0.1", "/test/stats")
+            .body(client::empty_body())
+            .unwrap();
+        send_http1(stream, get).await.unwrap().json()
     }
 
     /// The number of JWKS requests the provider has served.

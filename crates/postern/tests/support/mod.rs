@@ -13,6 +13,7 @@
 // Each test file compiles this module on its own and uses only part of it.
 #![allow(dead_code, unused_imports)]
 
+pub mod browser;
 pub mod client;
 pub mod command;
 pub mod gateway;
@@ -26,6 +27,7 @@ use std::future::Future;
 use std::net::{IpAddr, Ipv4Addr};
 use std::time::Duration;
 
+pub use browser::*;
 pub use client::*;
 pub use command::*;
 pub use gateway::*;
