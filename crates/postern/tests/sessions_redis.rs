@@ -14,6 +14,12 @@ const SESSION_KEY: &str = "test-session-key-0123456789abcdef0123456789";
 /// Starts a gateway with the echo app, the user `alice`, and sessions in
 /// `redis`.
 async fn replica(redis: &RedisServer, echo: &EchoServer) -> Gateway {
+    replica_of(redis.addr, echo).await
+}
+
+/// Starts a gateway like [`replica`] whose sessions are in Redis at
+/// `redis`, which need not be running yet.
+async fn replica_of(redis: std::net::SocketAddr, echo: &EchoServer) -> Gateway {
     let hash = postern::identity::password::hash(PASSWORD).unwrap();
     let identities = format!(
         "  users:
@@ -24,11 +30,10 @@ async fn replica(redis: &RedisServer, echo: &EchoServer) -> Gateway {
     keys:
       - insecure_inline: {SESSION_KEY}
     redis:
-      url: redis://{}
+      url: redis://{redis}
       password:
         file: redis.pass
-",
-        redis.addr
+"
     );
     GatewaySpec::new()
         .app(AppSpec::new("echo", echo.addr))
@@ -141,6 +146,48 @@ async fn redis_outage_answers_503() {
     // The gateway itself is still up for machine tokens.
     let machine = get_with_token(gateway.public, &public_host("echo"), "/").await;
     assert_eq!(machine.status, StatusCode::OK);
+}
+
+#[tokio::test]
+async fn starts_and_recovers_without_redis() {
+    let port = free_port();
+    let echo = EchoServer::start().await;
+    let gateway = replica_of(std::net::SocketAddr::from(([127, 0, 0, 1], port)), &echo).await;
+    let form = [("username", "alice"), ("password", PASSWORD), ("rd", "/")];
+
+    // No Redis yet: the gateway runs, and a sign-in gets 503.
+    let rejected = post_login(LOCALHOST, gateway.public, &form, &[]).await;
+    assert_eq!(rejected.status, StatusCode::SERVICE_UNAVAILABLE);
+
+    let mut redis = RedisServer::start_on(port, REDIS_PASSWORD);
+    let cookies = sign_in(&gateway).await;
+    let response = whoami(&gateway, &cookies).await;
+    assert_eq!(
+        response.echo().headers_named("x-auth-request-user"),
+        ["alice"]
+    );
+
+    // A restarted Redis (persistence off) lost the session: the gateway
+    // reconnects by itself, and the old cookie is no session any more.
+    redis.stop();
+    let response = whoami(&gateway, &cookies).await;
+    assert_eq!(response.status, StatusCode::SERVICE_UNAVAILABLE);
+    let _redis = RedisServer::start_on(port, REDIS_PASSWORD);
+    let mut status = StatusCode::SERVICE_UNAVAILABLE;
+    for _ in 0..50 {
+        status = whoami(&gateway, &cookies).await.status;
+        if status != StatusCode::SERVICE_UNAVAILABLE {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    let again = sign_in(&gateway).await;
+    let response = whoami(&gateway, &again).await;
+    assert_eq!(
+        response.echo().headers_named("x-auth-request-user"),
+        ["alice"]
+    );
 }
 
 #[test]

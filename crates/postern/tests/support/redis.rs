@@ -17,13 +17,11 @@ impl RedisServer {
     /// Starts redis-server on a free port of 127.0.0.1, requiring
     /// `password`, and waits until it accepts connections.
     pub fn start(password: &str) -> RedisServer {
-        // redis-server cannot report a port the kernel picked, so the test
-        // takes a free one and hands it over. Another process could take
-        // it in between, and then the wait below fails with the address.
-        let port = TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .expect("a free loopback port")
-            .port();
+        RedisServer::start_on(free_port(), password)
+    }
+
+    /// Starts redis-server on `port` of 127.0.0.1, requiring `password`.
+    pub fn start_on(port: u16, password: &str) -> RedisServer {
         let child = Command::new("redis-server")
             .args(["--bind", "127.0.0.1", "--port", &port.to_string()])
             .args(["--save", "", "--appendonly", "no"])
@@ -58,6 +56,17 @@ impl RedisServer {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// Returns a port of 127.0.0.1 that was free a moment ago. redis-server
+/// cannot report a port the kernel picked, so the test takes a free one and
+/// hands it over. Another process could take it in between, and then the
+/// wait in [`RedisServer::start_on`] fails with the address.
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free loopback port")
+        .port()
 }
 
 impl Drop for RedisServer {
