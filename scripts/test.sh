@@ -8,7 +8,9 @@
 # (tests/aws/install-moto.sh, tests/e2e/run.sh, tests/k8s/validate.sh), and
 # the test OpenID provider (npm oidc-provider) and the browser driver (npm
 # playwright-core) into tests/idp/node_modules (tests/idp/setup.sh, which
-# installs Node.js and Chromium with apt-get when they are missing). Nothing else is needed beyond a Rust toolchain and Python 3.11.
+# installs Node.js and Chromium with apt-get when they are missing), and
+# redis-server for the session tests (tests/redis/setup.sh, with apt-get).
+# Nothing else is needed beyond a Rust toolchain and Python 3.11.
 #
 # Environment:
 #   SKIP_E2E=1   skip the LiteLLM tests (they download about 760 MB once)
@@ -27,6 +29,9 @@ cargo clippy --workspace --all-targets --locked -- -D warnings
 
 step "test OpenID provider and browser (npm oidc-provider, playwright-core, chromium)"
 tests/idp/setup.sh
+
+step "redis-server for the server-side session tests"
+tests/redis/setup.sh
 
 step "moto for the postern reconcile tests"
 tests/aws/install-moto.sh

@@ -113,6 +113,20 @@ pub enum Command {
         #[command(subcommand)]
         command: ClientCommand,
     },
+    /// Hash a password for a user who signs in on postern's login page.
+    ///
+    /// Reads the password from the terminal without echo (twice), or from
+    /// standard input when that is not a terminal, such as
+    /// `printf %s "$PASSWORD" | postern passwd alice`; one trailing newline
+    /// is dropped. Prints the argon2id hash (19 MiB, 2 passes, 1 lane, a
+    /// random 16-byte salt) in the identities.users entry for NAME, or alone
+    /// without NAME. The password must be 8 to 1024 bytes long.
+    Passwd {
+        /// The user name, as typed on the login page and sent to apps in
+        /// X-Auth-Request-User.
+        #[arg(value_name = "NAME")]
+        name: Option<String>,
+    },
 }
 
 /// A stand-in for the AWS network load balancer, for trying the private

@@ -18,6 +18,7 @@
 //! - [`server`]: listeners, TLS, connection limits and the admin endpoints.
 //! - [`telemetry`]: logging, the access log and metrics.
 //! - [`runtime`]: the live state, reloads and shutdown.
+//! - [`signin`]: sign-in for people on the auth host: the login page.
 //! - [`quickstart`]: the embedded demo.
 //! - [`render`]: Kubernetes manifests for a vars file.
 //! - [`explain`]: the decision for a described request, without a server.
@@ -31,6 +32,7 @@ pub mod explain;
 pub mod http;
 pub mod identity;
 pub mod net;
+pub mod passwd;
 pub mod policy;
 pub mod proxy;
 pub mod quickstart;

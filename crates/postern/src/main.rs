@@ -33,6 +33,7 @@ fn main() -> ExitCode {
         Command::Client {
             command: ClientCommand::New { id },
         } => print_entry(postern::identity::clients::new_entry(&id)),
+        Command::Passwd { name } => print_entry(postern::passwd::run(name.as_deref())),
         Command::Serve {
             config,
             gate,

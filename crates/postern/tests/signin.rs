@@ -277,6 +277,7 @@ async fn refresh_runs_once_and_large_sessions_are_chunked() {
         cookie_name: COOKIE.to_owned(),
         domain: CLUSTER_HOSTNAME.to_owned(),
         secure: false,
+        redis: None,
     })
     .unwrap();
     let now = postern::identity::now();

@@ -35,7 +35,7 @@ pub const MIN_SESSION_KEY_BYTES: usize = 32;
 pub const DEFAULT_SCOPES: [&str; 3] = ["openid", "email", "profile"];
 
 /// `identities.clients`, `identities.jwt_issuers`, `identities.signing`,
-/// `identities.sessions` and `identities.providers`.
+/// `identities.sessions`, `identities.providers` and `identities.users`.
 #[derive(Debug, Clone, Default)]
 pub struct IdentityConfig {
     pub clients: Vec<OAuthClient>,
@@ -43,6 +43,20 @@ pub struct IdentityConfig {
     pub signing: Option<Signing>,
     pub sessions: Option<SessionsConfig>,
     pub providers: Vec<ProviderConfig>,
+    pub users: Vec<User>,
+}
+
+/// A person provisioned in postern, who signs in on postern's login page
+/// with a password.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct User {
+    /// The user name typed on the login page; becomes `X-Auth-Request-User`.
+    pub name: String,
+    pub email: Option<String>,
+    pub groups: Vec<String>,
+    /// The password's argon2id hash as a PHC string (`$argon2id$v=19$...`),
+    /// checked to parse when the config was decoded.
+    pub password_argon2id: String,
 }
 
 /// Browser sessions: the cookie and the keys that seal it.
@@ -57,6 +71,18 @@ pub struct SessionsConfig {
     pub domain: String,
     /// Whether cookies carry `Secure`: the public gate has TLS.
     pub secure: bool,
+    /// Server-side sessions in Redis; `None` keeps the whole session in
+    /// the cookie.
+    pub redis: Option<RedisConfig>,
+}
+
+/// `identities.sessions.redis`: the Redis server that holds the sessions.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RedisConfig {
+    /// `redis://HOST[:PORT][/DB]` or `rediss://...` (TLS), without
+    /// credentials.
+    pub url: String,
+    pub password: Option<SecretSource>,
 }
 
 /// An upstream OpenID provider that people sign in with.
@@ -77,9 +103,10 @@ pub struct ProviderConfig {
 
 impl IdentityConfig {
     /// Checks whether postern serves `auth.<cluster hostname>`: it does for
-    /// its issuer endpoints and for sign-in.
+    /// its issuer endpoints and for sign-in, through providers or the login
+    /// page.
     pub fn serves_auth_host(&self) -> bool {
-        self.signing.is_some() || !self.providers.is_empty()
+        self.signing.is_some() || !self.providers.is_empty() || !self.users.is_empty()
     }
 }
 

@@ -15,8 +15,10 @@ use super::tree;
 use super::*;
 
 mod identities;
+mod redis;
 mod settings;
 mod signin;
+mod users;
 
 /// The key in `app_config` that holds gateway settings instead of an app.
 const GATEWAY_SETTINGS_KEY: &str = "istio";
@@ -170,7 +172,8 @@ fn check_auth_host_free(
         &format!("{}.{AUTH_APP_NAME}", p.as_str()),
         format!(
             "the app name {AUTH_APP_NAME:?} is reserved while identities.signing or \
-             identities.providers is set: postern serves its issuer endpoints and sign-in at \
+             identities.providers or identities.users is set: postern serves its issuer \
+             endpoints and sign-in at \
              {AUTH_APP_NAME}.<cluster.hostname>; rename the app"
         ),
     );

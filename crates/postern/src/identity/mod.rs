@@ -6,12 +6,15 @@
 //! other token is a machine token, checked as before.
 
 pub mod assertion;
+pub mod attempts;
 pub mod clients;
 pub mod endpoints;
 pub mod fetch;
 pub mod jwks;
 pub mod jwt;
+pub mod password;
 pub mod signing;
+pub mod users;
 
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -35,6 +38,8 @@ pub struct Identities {
     pub local: Option<endpoints::LocalIssuer>,
     /// Signed `X-Postern-Assertion` values, used only with `local`.
     pub assertions: assertion::Assertions,
+    /// People who sign in with a password on the login page.
+    pub users: users::Users,
     /// Browser sessions, when `identities.sessions` is set.
     pub sessions: Option<Arc<crate::session::Sessions>>,
     /// Sign-in through upstream providers, when any are configured.
@@ -110,6 +115,7 @@ impl Identities {
             issuers,
             local,
             assertions: assertion::Assertions::default(),
+            users: users::Users::new(&config.users)?,
             sessions,
             signin,
             auth_host: config

@@ -331,6 +331,18 @@ async fn credential(
                 return Ok(identity);
             }
             SessionCredential::None { clear } => clear_cookies = clear,
+            SessionCredential::Unavailable => {
+                trace.step(
+                    "credential",
+                    format_args!("the session store is unavailable"),
+                );
+                return Err(Denial::error(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "session_store_unavailable",
+                    "session_store_unavailable",
+                    "sessions cannot be checked right now; try again in a moment",
+                ));
+            }
         }
     }
 

@@ -91,6 +91,8 @@ pub async fn handle(
                 identities: &snapshot.identities,
                 scheme: public_scheme(&conn, &parts),
                 body_idle: conn.request_body_idle,
+                attempts: &state.sign_in_attempts,
+                client: conn.admission.client.ip(),
             };
             let response = crate::signin::serve(request, parts, body, &mut exchange.record).await;
             return Ok(exchange.finish(response, None, &state, done));

@@ -33,6 +33,9 @@ pub struct State {
     snapshot: ArcSwap<Snapshot>,
     endpoints: ArcSwap<Endpoints>,
     draining: AtomicBool,
+    /// Failed sign-in attempts, kept across reloads so that a reload does
+    /// not reset the rate limits.
+    pub sign_in_attempts: crate::identity::attempts::Attempts,
 }
 
 // === impl Snapshot ===
@@ -110,6 +113,7 @@ impl State {
             snapshot: ArcSwap::from_pointee(snapshot),
             endpoints: ArcSwap::from_pointee(endpoints),
             draining: AtomicBool::new(false),
+            sign_in_attempts: Default::default(),
         }
     }
 

@@ -5,9 +5,12 @@
 //! whole session in the browser, sealed (encrypted and authenticated) in
 //! the session cookie, split into numbered cookies when it would pass
 //! 4 KB. Any replica can open it, and a tampered, truncated, mixed or
-//! expired cookie is simply no session.
+//! expired cookie is simply no session. The Redis backend ([`redis`])
+//! keeps the session in Redis and only a random id, sealed the same way,
+//! in the cookie, so that ending a session takes effect on every replica.
 
 pub mod cookie;
+pub mod redis;
 
 use std::sync::Arc;
 
@@ -59,6 +62,8 @@ pub struct Sessions {
 enum Backend {
     /// The whole session is sealed into the cookie.
     Cookie,
+    /// The session is in Redis under the id the cookie carries.
+    Redis(Box<redis::RedisStore>),
 }
 
 /// A session that could not be stored.
@@ -68,6 +73,10 @@ pub enum SessionError {
     TooLarge(usize),
     #[error("the session could not be encoded: {0}")]
     Encode(String),
+    /// The session store cannot be reached; requests that need a session
+    /// get 503.
+    #[error("the session store is unavailable: {0}")]
+    Unavailable(String),
 }
 
 // === impl Session ===
@@ -96,8 +105,12 @@ impl Sessions {
     /// Builds the store. Fails only when a key that validated a moment ago
     /// can no longer be read.
     pub fn new(config: &SessionsConfig) -> Result<Self, String> {
+        let backend = match &config.redis {
+            Some(redis) => Backend::Redis(Box::new(redis::RedisStore::new(redis)?)),
+            None => Backend::Cookie,
+        };
         Ok(Sessions {
-            backend: Backend::Cookie,
+            backend,
             codec: Arc::new(CookieCodec::new(config)?),
             lifetime_secs: config.lifetime.as_secs(),
         })
@@ -115,15 +128,23 @@ impl Sessions {
 
     /// Returns the session the request's cookies carry, if any and valid.
     pub async fn load(&self, headers: &HeaderMap) -> Result<Option<Session>, SessionError> {
-        match self.backend {
-            Backend::Cookie => {
-                let Some(text) = self.codec.open_session(headers) else {
+        let Some(sealed) = self.codec.open_session(headers) else {
+            return Ok(None);
+        };
+        let text = match &self.backend {
+            Backend::Cookie => sealed,
+            Backend::Redis(store) => {
+                let Some(id) = redis_id(&sealed) else {
                     return Ok(None);
                 };
-                let session: Option<Session> = serde_json::from_str(&text).ok();
-                Ok(session.filter(|s| !s.is_expired(crate::identity::now())))
+                match store.get(id).await?.map(String::from_utf8) {
+                    Some(Ok(text)) => text,
+                    _ => return Ok(None),
+                }
             }
-        }
+        };
+        let session: Option<Session> = serde_json::from_str(&text).ok();
+        Ok(session.filter(|s| !s.is_expired(crate::identity::now())))
     }
 
     /// Starts or replaces a session: the Set-Cookie values to send.
@@ -132,12 +153,22 @@ impl Sessions {
         headers: &HeaderMap,
         session: &Session,
     ) -> Result<Vec<HeaderValue>, SessionError> {
-        match self.backend {
-            Backend::Cookie => {
-                let text = serde_json::to_string(session)
-                    .map_err(|e| SessionError::Encode(e.to_string()))?;
-                let max_age = session.expires_at.saturating_sub(crate::identity::now());
-                self.codec.seal_session(headers, &text, max_age)
+        let text =
+            serde_json::to_string(session).map_err(|e| SessionError::Encode(e.to_string()))?;
+        let max_age = session.expires_at.saturating_sub(crate::identity::now());
+        match &self.backend {
+            Backend::Cookie => self.codec.seal_session(headers, &text, max_age),
+            Backend::Redis(store) => {
+                // A new id on every save, so an id seen before a sign-in
+                // (session fixation) never carries the signed-in session.
+                let id = redis::new_id();
+                store.set(&id, text.as_bytes(), max_age).await?;
+                if let Some(old) = self.codec.open_session(headers)
+                    && let Some(old) = redis_id(&old)
+                {
+                    store.delete(old).await?;
+                }
+                self.codec.seal_session(headers, &id, max_age)
             }
         }
     }
@@ -145,9 +176,15 @@ impl Sessions {
     /// Ends the session the request carries: the Set-Cookie values that
     /// clear it.
     pub async fn end(&self, headers: &HeaderMap) -> Vec<HeaderValue> {
-        match self.backend {
-            Backend::Cookie => self.codec.clear_session(headers),
+        if let Backend::Redis(store) = &self.backend
+            && let Some(sealed) = self.codec.open_session(headers)
+            && let Some(id) = redis_id(&sealed)
+        {
+            // The store logs the failure. The browser's cookies are cleared
+            // all the same, but the id stays valid in Redis until it expires.
+            let _ = store.delete(id).await;
         }
+        self.codec.clear_session(headers)
     }
 
     /// Removes postern's own cookies from a request before it goes
@@ -155,6 +192,13 @@ impl Sessions {
     pub fn strip_cookies(&self, headers: &mut HeaderMap) {
         self.codec.strip(headers);
     }
+}
+
+/// Reads the Redis id from an opened session cookie: 64 hex digits, or
+/// `None` for anything else, such as a cookie sealed by the cookie backend
+/// before a switch to Redis.
+fn redis_id(sealed: &str) -> Option<&str> {
+    (sealed.len() == 64 && sealed.bytes().all(|b| b.is_ascii_hexdigit())).then_some(sealed)
 }
 
 #[cfg(test)]

@@ -19,6 +19,7 @@ fn config(keys: &[&str]) -> SessionsConfig {
         cookie_name: "_postern".to_owned(),
         domain: "postern.test".to_owned(),
         secure: true,
+        redis: None,
     }
 }
 

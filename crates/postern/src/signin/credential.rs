@@ -19,6 +19,8 @@ pub enum SessionCredential {
     },
     /// No valid session; Set-Cookie values that clear one that ended.
     None { clear: Vec<HeaderValue> },
+    /// The session store cannot be reached, so the request gets 503.
+    Unavailable,
 }
 
 /// Reads the session cookie and refreshes the provider's grant when due.
@@ -28,8 +30,11 @@ pub async fn session(identities: &Identities, headers: &HeaderMap) -> SessionCre
     let Some(sessions) = &identities.sessions else {
         return none;
     };
-    let Ok(Some(session)) = sessions.load(headers).await else {
-        return none;
+    let session = match sessions.load(headers).await {
+        Ok(Some(session)) => session,
+        Ok(None) => return none,
+        Err(crate::session::SessionError::Unavailable(_)) => return SessionCredential::Unavailable,
+        Err(_) => return none,
     };
     if !refresh_due(&session) {
         return SessionCredential::Valid {

@@ -48,8 +48,9 @@ pub async fn start(
     let rd = redirect::safe_return(query_param(parts, "rd").as_deref(), &signin.hostname);
     let provider = match query_param(parts, "provider") {
         Some(name) => signin.provider(&name),
-        None if signin.providers.len() == 1 => signin.providers.first(),
-        // Several providers: the login page offers a choice.
+        None if signin.providers.len() == 1 && !signin.password_users => signin.providers.first(),
+        // Several providers, or users with passwords: the login page
+        // offers a choice.
         None => {
             let query = form_urlencoded::Serializer::new(String::new())
                 .append_pair("rd", &rd)

@@ -8,12 +8,15 @@
 //! | `/oauth2/callback` | code exchange, ID token check, session, back to `rd` |
 //! | `/oauth2/sign_out?rd=URL` | session cleared, then the provider's end-session endpoint |
 //! | `/oauth2/signed_out` | where the provider sends the browser back after sign-out |
-//! | `/login` | the login page (not yet: 404) |
+//! | `/login` | the login page: provider buttons, and a password form for `identities.users` |
 //! | anything else | postern's issuer endpoints, when it signs tokens |
 
 mod claims;
 pub mod credential;
+pub mod csrf;
 mod flow;
+pub mod login;
+pub mod login_page;
 mod pages;
 pub mod provider;
 pub mod redirect;
@@ -36,6 +39,9 @@ use provider::Provider;
 /// Sign-in through upstream providers, built from one config.
 pub struct SignIn {
     pub providers: Vec<Arc<Provider>>,
+    /// Whether `identities.users` is set, so the login page has a
+    /// password form.
+    pub password_users: bool,
     pub sessions: Arc<Sessions>,
     /// The cluster hostname, for return-address checks.
     pub hostname: String,
@@ -47,13 +53,17 @@ pub struct AuthRequest<'a> {
     /// `http` or `https`: the public gate's scheme in the browser's URLs.
     pub scheme: &'static str,
     pub body_idle: Duration,
+    /// Failed password sign-ins, kept across reloads.
+    pub attempts: &'a crate::identity::attempts::Attempts,
+    /// The client address, as in the access log.
+    pub client: std::net::IpAddr,
 }
 
 // === impl SignIn ===
 
 impl SignIn {
-    /// Builds sign-in when providers are configured; `sessions` is set
-    /// whenever they are (the config requires it).
+    /// Builds sign-in when providers or users are configured; `sessions`
+    /// is set whenever they are (the config requires it).
     pub fn new(
         config: &IdentityConfig,
         sessions: Option<&Arc<Sessions>>,
@@ -62,7 +72,7 @@ impl SignIn {
         let Some(sessions) = sessions else {
             return Ok(None);
         };
-        if config.providers.is_empty() {
+        if config.providers.is_empty() && config.users.is_empty() {
             return Ok(None);
         }
         let providers = config
@@ -72,6 +82,7 @@ impl SignIn {
             .collect::<Result<Vec<_>, _>>()?;
         Ok(Some(SignIn {
             providers,
+            password_users: !config.users.is_empty(),
             sessions: sessions.clone(),
             hostname: hostname.to_owned(),
         }))
@@ -130,15 +141,22 @@ pub async fn serve(
             let state = query_param(&parts, "state");
             found(&redirect::safe_return(state.as_deref(), &signin.hostname))
         }
-        // The login page of people provisioned in postern (identities.users)
-        // belongs here, in signin/login.rs.
-        ("/login", _) => {
-            record.reason = "unknown_auth_path";
-            pages::page(
-                StatusCode::NOT_FOUND,
-                "Not found",
-                "There is no login page: this gateway signs people in through its providers.",
-            )
+        ("/login", Some(signin)) => {
+            let providers: Vec<String> = signin
+                .providers
+                .iter()
+                .map(|p| p.config.name.clone())
+                .collect();
+            let login = login::Login {
+                users: &identities.users,
+                attempts: request.attempts,
+                sessions: &signin.sessions,
+                providers: &providers,
+                hostname: &signin.hostname,
+                client: request.client,
+                body_idle: request.body_idle,
+            };
+            login.serve(parts, body, record).await
         }
         ("/", Some(signin)) => pages::index(signin, &parts, record).await,
         _ => match &identities.local {

@@ -9,13 +9,29 @@ pub const COMMAND_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Runs postern with `args` and returns its exit status and output.
 pub fn postern(args: &[&str]) -> Output {
+    postern_with_input(args, None)
+}
+
+/// Runs postern with `args` and `input` on its standard input (a pipe, not
+/// a terminal), and returns its exit status and output.
+pub fn postern_with_input(args: &[&str], input: Option<&[u8]>) -> Output {
     let mut child = Command::new(env!("CARGO_BIN_EXE_postern"))
         .args(args)
-        .stdin(Stdio::null())
+        .stdin(if input.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .expect("running postern");
+    if let Some(input) = input {
+        use std::io::Write;
+        let mut stdin = child.stdin.take().expect("stdin is piped");
+        stdin.write_all(input).expect("writing to postern's stdin");
+        // Dropping stdin closes the pipe, so postern sees the end.
+    }
     // Read both pipes on threads, so a full pipe cannot stall the process.
     let read_all = |mut pipe: Box<dyn Read + Send>| {
         std::thread::spawn(move || {

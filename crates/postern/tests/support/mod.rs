@@ -18,7 +18,9 @@ pub mod client;
 pub mod command;
 pub mod gateway;
 pub mod idp;
+pub mod login;
 pub mod proxy_protocol;
+pub mod redis;
 pub mod upstream;
 
 use std::future::Future;
@@ -30,7 +32,9 @@ pub use client::*;
 pub use command::*;
 pub use gateway::*;
 pub use idp::*;
+pub use login::*;
 pub use proxy_protocol::*;
+pub use redis::*;
 pub use upstream::*;
 
 /// A peer in the cluster's VPC (127.0.1.0/24).

@@ -1,6 +1,6 @@
 //! Decoding of `identities`: machines, OAuth clients, trusted JWT issuers,
-//! postern's signing keys, and the keys of identity sources that this
-//! version does not support yet.
+//! postern's signing keys, sessions and providers (in `signin.rs`), and
+//! users (in `users.rs`).
 
 use std::net::IpAddr;
 use std::path::Path;
@@ -9,10 +9,6 @@ use std::time::Duration;
 use super::super::decode::{Cursor, Decoder, index};
 use super::super::identity::*;
 use super::{Machine, parse_name, parse_sha256_hex, required};
-
-/// Keys of identity sources that are planned but not implemented: they are
-/// rejected with a clear message instead of being silently ignored.
-const NOT_SUPPORTED_YET: [&str; 1] = ["users"];
 
 /// Everything under `identities`.
 pub(super) struct Decoded {
@@ -38,18 +34,6 @@ pub(super) fn identities(
             "sessions",
         ],
     )?;
-    for key in NOT_SUPPORTED_YET {
-        if let Some((p, n)) = map.get(key) {
-            d.report(
-                p.cursor(n),
-                format!(
-                    "identities.{key} is not supported yet by this version of postern; \
-                     remove it (see docs/configuration.md)"
-                ),
-            );
-        }
-    }
-
     let machines = match map.get("machines") {
         Some((p, n)) => machines(d, p.cursor(n)),
         None => Some(Vec::new()),
@@ -74,8 +58,12 @@ pub(super) fn identities(
         Some((p, n)) => super::signin::providers(d, p.cursor(n), base),
         None => Some(Vec::new()),
     };
-    let (machines, clients, issuers, signing, sessions, providers) = (
-        machines?, clients?, issuers?, signing?, sessions?, providers?,
+    let users = match map.get("users") {
+        Some((p, n)) => super::users::users(d, p.cursor(n)),
+        None => Some(Vec::new()),
+    };
+    let (machines, clients, issuers, signing, sessions, providers, users) = (
+        machines?, clients?, issuers?, signing?, sessions?, providers?, users?,
     );
 
     let mut complete = true;
@@ -97,7 +85,17 @@ pub(super) fn identities(
         );
         complete = false;
     }
+    if !users.is_empty() && sessions.is_none() {
+        let (p, n) = map.get("users")?;
+        d.report(
+            p.cursor(n),
+            "identities.users needs identities.sessions: a user who signs in is kept in a \
+             session cookie",
+        );
+        complete = false;
+    }
     complete &= check_names_distinct(d, &map, &machines, &clients);
+    complete &= check_user_names_distinct(d, &map, &machines, &clients, &users);
     complete &= check_issuers_distinct(d, &map, &issuers, signing.as_ref());
     complete.then_some(Decoded {
         machines,
@@ -107,6 +105,7 @@ pub(super) fn identities(
             signing,
             sessions,
             providers,
+            users,
         },
     })
 }
@@ -436,6 +435,41 @@ fn check_names_distinct(
             );
             complete = false;
         }
+    }
+    complete
+}
+
+/// Checks that no user name is also a machine name or a client id, because
+/// all of them reach the app as `X-Auth-Request-User`.
+fn check_user_names_distinct(
+    d: &mut Decoder,
+    map: &super::Mapping<'_>,
+    machines: &[Machine],
+    clients: &[OAuthClient],
+    users: &[User],
+) -> bool {
+    let Some((p, n)) = map.get("users") else {
+        return true;
+    };
+    let mut complete = true;
+    for (i, user) in users.iter().enumerate() {
+        let taken_by = if machines.iter().any(|m| m.name == user.name) {
+            "a machine name"
+        } else if clients.iter().any(|c| c.id == user.name) {
+            "a client id"
+        } else {
+            continue;
+        };
+        report_item(
+            d,
+            p.cursor(n),
+            i,
+            format!(
+                "user name {:?} is also {taken_by}; apps could not tell them apart",
+                user.name
+            ),
+        );
+        complete = false;
     }
     complete
 }

@@ -1,5 +1,4 @@
-//! Decoding of `identities`: issuers, signing keys, clients, and the
-//! sources that are not supported yet.
+//! Decoding of `identities`: issuers, signing keys, clients and users.
 
 use std::path::Path;
 use std::time::Duration;
@@ -106,17 +105,6 @@ fn unsafe_issuer_settings_rejected() {
 }
 
 #[test]
-fn later_sources_not_supported_yet() {
-    let text = vars("  users: []\n");
-    let problems = problems_of(&text);
-    assert_eq!(problems.len(), 1);
-    for (problem, key) in problems.iter().zip(["users"]) {
-        assert_eq!(problem.path, format!("identities.{key}"));
-        assert!(problem.message.contains("not supported yet"), "{problem}");
-    }
-}
-
-#[test]
 fn signing_key_problems() {
     let rsa = vars(&format!(
         "  signing:\n    keys:\n      - id: k1\n{}",
@@ -186,4 +174,120 @@ fn auth_app_reserved_with_signing() {
     let problems = problems_of(&text);
     assert_eq!(problems[0].path, "app_config.auth");
     assert!(problems[0].message.contains("reserved"));
+}
+
+/// A valid argon2id hash of `password`, made the way `postern passwd` does.
+fn user_hash(password: &str) -> String {
+    crate::identity::password::hash(password).unwrap()
+}
+
+#[test]
+fn users_need_sessions() {
+    let text = vars(&format!(
+        "  users:\n    - name: alice\n      email: alice@example.test\n      groups: [admins]\n      password_argon2id: \"{}\"\n",
+        user_hash("alice password")
+    ));
+    let problems = problems_of(&text);
+    assert_eq!(problems.len(), 1, "{problems:?}");
+    assert_eq!(problems[0].path, "identities.users");
+    assert!(
+        problems[0].message.contains("needs identities.sessions"),
+        "{}",
+        problems[0]
+    );
+}
+
+#[test]
+fn user_problems_name_line_and_key() {
+    let argon2i = user_hash("a good password").replacen("$argon2id$", "$argon2i$", 1);
+    let text = vars(&format!(
+        "  machines:
+    - name: build-bot
+      token_sha256: ef713a9461487506d9f18c43e4e5968697a8c95e2db69a36d67fb8660dab6a5f
+  users:
+    - name: alice
+      email: Alice@example.test
+      password_argon2id: \"{argon2i}\"
+    - name: carol
+      email: not-an-email
+      groups: [\"with space\", \"a,b\"]
+      password_argon2id: \"$2b$12$abcdefghijklmnopqrstuv\"
+"
+    ));
+    let problems = problems_of(&text);
+    let found: Vec<(u64, &str, &str)> = problems
+        .iter()
+        .map(|p| (p.line, p.path.as_str(), p.message.as_str()))
+        .collect();
+    let expect = |line: u64, path: &str, words: &str| {
+        assert!(
+            found
+                .iter()
+                .any(|(l, p, m)| *l == line && *p == path && m.contains(words)),
+            "no problem at line {line} {path} containing {words:?} in {found:#?}"
+        );
+    };
+    expect(
+        11,
+        "identities.users[0].password_argon2id",
+        "argon2i, not argon2id",
+    );
+    expect(13, "identities.users[1].email", "invalid email");
+    expect(14, "identities.users[1].groups[0]", "invalid group");
+    expect(14, "identities.users[1].groups[1]", "invalid group");
+    expect(
+        15,
+        "identities.users[1].password_argon2id",
+        "invalid password hash",
+    );
+}
+
+#[test]
+fn user_duplicates_rejected() {
+    let good = user_hash("a good password");
+    let text = vars(&format!(
+        "  machines:
+    - name: build-bot
+      token_sha256: ef713a9461487506d9f18c43e4e5968697a8c95e2db69a36d67fb8660dab6a5f
+  users:
+    - name: alice
+      email: Alice@example.test
+      password_argon2id: \"{good}\"
+    - name: bob
+      email: alice@EXAMPLE.test
+      password_argon2id: \"{good}\"
+    - name: bob
+      password_argon2id: \"{good}\"
+"
+    ));
+    let problems = problems_of(&text);
+    let at = |path: &str| {
+        problems
+            .iter()
+            .find(|p| p.path == path)
+            .unwrap_or_else(|| panic!("no problem at {path} in {problems:#?}"))
+    };
+    assert!(at("identities.users[1]").message.contains("same email"));
+    assert_eq!(at("identities.users[1]").line, 12);
+    assert!(
+        at("identities.users[2]")
+            .message
+            .contains("duplicate user name")
+    );
+
+    let clash = vars(&format!(
+        "  machines:
+    - name: build-bot
+      token_sha256: ef713a9461487506d9f18c43e4e5968697a8c95e2db69a36d67fb8660dab6a5f
+  users:
+    - name: build-bot
+      password_argon2id: \"{good}\"
+"
+    ));
+    let problems = problems_of(&clash);
+    let clash = problems
+        .iter()
+        .find(|p| p.path == "identities.users[0]")
+        .unwrap_or_else(|| panic!("{problems:#?}"));
+    assert!(clash.message.contains("also a machine name"), "{clash}");
 }

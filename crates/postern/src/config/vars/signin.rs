@@ -14,7 +14,7 @@ pub(super) fn sessions(
     base: &Path,
     hostname: Option<&str>,
 ) -> Option<SessionsConfig> {
-    let map = d.mapping(at, &["keys", "lifetime", "cookie_name"])?;
+    let map = d.mapping(at, &["keys", "lifetime", "cookie_name", "redis"])?;
     let keys = required(d, &map, "keys").and_then(|(p, n)| {
         let keys = d.list(p.cursor(n), |d, item| session_key(d, item, base))?;
         if keys.is_empty() {
@@ -34,7 +34,12 @@ pub(super) fn sessions(
         Some((p, n)) => d.parse(p.cursor(n), parse_cookie_name),
         None => Some(DEFAULT_COOKIE_NAME.to_owned()),
     };
+    let redis = match map.get("redis") {
+        Some((p, n)) => super::redis::redis(d, p.cursor(n), base).map(Some),
+        None => Some(None),
+    };
     Some(SessionsConfig {
+        redis: redis?,
         keys: keys?,
         lifetime: lifetime?,
         cookie_name: cookie_name?,

@@ -1,0 +1,420 @@
+//! People provisioned in postern: `postern passwd`, and signing in on the
+//! login page at `auth.<cluster hostname>/login`.
+
+mod support;
+
+use std::net::{IpAddr, Ipv4Addr};
+
+use http::StatusCode;
+use support::*;
+
+/// The session key of the test gateways (at least 32 bytes).
+const SESSION_KEY: &str = "test-session-key-0123456789abcdef0123456789";
+/// Another client address, so rate-limit tests do not share counters with
+/// the other requests of a test.
+const ELSEWHERE: IpAddr = IpAddr::V4(Ipv4Addr::new(127, 0, 0, 77));
+
+/// The password hashed in these tests.
+const PASSWORD: &str = "correct horse battery staple";
+
+/// Runs `postern passwd` with `args`, the password on standard input.
+fn passwd(args: &[&str], password: &str) -> std::process::Output {
+    let mut full = vec!["passwd"];
+    full.extend_from_slice(args);
+    postern_with_input(&full, Some(password.as_bytes()))
+}
+
+#[test]
+fn passwd_output_verifies() {
+    let output = passwd(&["alice"], &format!("{PASSWORD}\n"));
+    assert!(output.status.success(), "stderr: {}", text(&output.stderr));
+    let printed = text(&output.stdout);
+    assert!(
+        printed.contains("  users:\n    - name: alice\n"),
+        "{printed}"
+    );
+    let hash = printed
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("password_argon2id: "))
+        .unwrap_or_else(|| panic!("no password_argon2id line in {printed}"))
+        .trim_matches('"')
+        .to_owned();
+    assert!(
+        hash.starts_with("$argon2id$v=19$m=19456,t=2,p=1$"),
+        "{hash}"
+    );
+    // The trailing newline is not part of the password.
+    assert!(postern::identity::password::verify(
+        &hash,
+        PASSWORD.as_bytes()
+    ));
+    assert!(!postern::identity::password::verify(
+        &hash,
+        format!("{PASSWORD}\n").as_bytes()
+    ));
+    assert!(!printed.contains(PASSWORD), "the password was printed");
+    assert!(
+        !text(&output.stderr).contains(PASSWORD),
+        "the password went to stderr"
+    );
+}
+
+#[test]
+fn passwd_without_name_prints_hash() {
+    let output = passwd(&[], PASSWORD);
+    assert!(output.status.success(), "stderr: {}", text(&output.stderr));
+    let printed = text(&output.stdout);
+    let hash = printed.trim();
+    assert_eq!(printed.lines().count(), 1, "{printed}");
+    assert!(postern::identity::password::verify(
+        hash,
+        PASSWORD.as_bytes()
+    ));
+    let again = text(&passwd(&[], PASSWORD).stdout);
+    assert_ne!(again.trim(), hash, "the salt must be random");
+}
+
+#[test]
+fn passwd_rejects_bad_input() {
+    let short = passwd(&["alice"], "short\n");
+    assert!(!short.status.success());
+    assert!(text(&short.stdout).is_empty());
+    assert!(
+        text(&short.stderr).contains("shorter than 8"),
+        "{}",
+        text(&short.stderr)
+    );
+
+    let long = passwd(&["alice"], &"x".repeat(2000));
+    assert!(!long.status.success());
+    assert!(
+        text(&long.stderr).contains("longer than 1024"),
+        "{}",
+        text(&long.stderr)
+    );
+
+    let name = passwd(&["bad name"], PASSWORD);
+    assert!(!name.status.success());
+    assert!(text(&name.stderr).contains("invalid user name \"bad name\""));
+
+    let help = postern(&["passwd", "--help"]);
+    let stdout = text(&help.stdout);
+    assert!(stdout.contains("Usage: postern passwd [NAME]"), "{stdout}");
+    assert!(stdout.contains("standard input"), "{stdout}");
+}
+
+/// `identities` lines for `alice` (password [`PASSWORD`]) and sessions.
+fn users_yaml() -> String {
+    let hash = postern::identity::password::hash(PASSWORD).unwrap();
+    format!(
+        "  users:
+    - name: alice
+      email: alice@example.test
+      groups: [admins, staff]
+      password_argon2id: \"{hash}\"
+  sessions:
+    keys:
+      - insecure_inline: {SESSION_KEY}
+"
+    )
+}
+
+/// Starts a gateway with the echo app and the user `alice`.
+async fn gateway_with_users() -> (Gateway, EchoServer) {
+    let echo = EchoServer::start().await;
+    let gateway = GatewaySpec::new()
+        .app(AppSpec::new("echo", echo.addr))
+        .identities(&users_yaml())
+        .start()
+        .await;
+    (gateway, echo)
+}
+
+#[tokio::test]
+async fn login_page_renders_form() {
+    let (gateway, _echo) = gateway_with_users().await;
+    let rd = "https://echo.example.test/x?a=1&b=2";
+    let path = format!(
+        "/login?{}",
+        form_urlencoded::Serializer::new(String::new())
+            .append_pair("rd", rd)
+            .finish()
+    );
+    let page = get(gateway.public, &auth_host(), &path, &[]).await;
+    assert_eq!(page.status, StatusCode::OK);
+    assert_eq!(
+        page.header("content-type"),
+        Some("text/html; charset=utf-8")
+    );
+    let csp = page.header("content-security-policy").unwrap();
+    assert!(csp.starts_with("default-src 'none'"), "{csp}");
+    let html = page.text();
+    assert!(
+        html.contains("<form method=\"post\" action=\"/login\">"),
+        "{html}"
+    );
+    assert!(
+        html.contains("value=\"https://echo.example.test/x?a=1&amp;b=2\""),
+        "{html}"
+    );
+
+    // A return address off the cluster is replaced before it is shown.
+    let off = get(
+        gateway.public,
+        &auth_host(),
+        "/login?rd=%2F%2Fevil.test%2F%22%3E",
+        &[],
+    )
+    .await;
+    let html = off.text();
+    assert!(html.contains("name=\"rd\" value=\"/\""), "{html}");
+    assert!(!html.contains("evil"), "{html}");
+}
+
+#[tokio::test]
+async fn login_reaches_app_as_user() {
+    let (gateway, _echo) = gateway_with_users().await;
+    let rd = "https://echo.example.test/after";
+    let response = post_login(
+        LOCALHOST,
+        gateway.public,
+        &[("username", "alice"), ("password", PASSWORD), ("rd", rd)],
+        &[],
+    )
+    .await;
+    assert_eq!(
+        response.status,
+        StatusCode::SEE_OTHER,
+        "{}",
+        response.text()
+    );
+    assert_eq!(response.header("location"), Some(rd));
+    let cookies = cookie_header(&response);
+    assert!(!cookies.is_empty(), "no session cookie");
+
+    // A spoofed identity header is replaced by the session's identity.
+    let app = get(
+        gateway.public,
+        &public_host("echo"),
+        "/after",
+        &[("cookie", &cookies), ("x-auth-request-user", "mallory")],
+    )
+    .await;
+    let echo = app.echo();
+    assert_eq!(echo.headers_named("x-auth-request-user"), ["alice"]);
+    assert!(
+        echo.header("cookie").is_none(),
+        "postern's cookie reached the app"
+    );
+    let line = gateway.access_log_for(&app.request_id()).await;
+    assert_eq!(line["identity"], "alice");
+    assert_eq!(line["auth_method"], "password");
+}
+
+#[tokio::test]
+async fn wrong_password_and_unknown_user_look_alike() {
+    let (gateway, _echo) = gateway_with_users().await;
+    let wrong = post_login(
+        LOCALHOST,
+        gateway.public,
+        &[
+            ("username", "alice"),
+            ("password", "not the password"),
+            ("rd", "/"),
+        ],
+        &[],
+    )
+    .await;
+    let unknown = post_login(
+        LOCALHOST,
+        gateway.public,
+        &[
+            ("username", "nobody"),
+            ("password", "not the password"),
+            ("rd", "/"),
+        ],
+        &[],
+    )
+    .await;
+    assert_eq!(wrong.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(unknown.status, wrong.status);
+    assert!(wrong.header("set-cookie").is_none());
+    // The pages differ only in the user name filled in again.
+    let normalize = |r: &HttpResponse, name: &str| r.text().replace(name, "NAME");
+    assert_eq!(normalize(&wrong, "alice"), normalize(&unknown, "nobody"));
+    assert!(
+        wrong
+            .text()
+            .contains("The user name or password is not valid.")
+    );
+
+    let failure = gateway
+        .wait_for_diagnostic("the failed sign-in line", |line| line["user"] == "nobody")
+        .await;
+    assert_eq!(failure["client"], "127.0.0.1");
+    assert!(!gateway.stderr_text().contains("not the password"));
+}
+
+#[tokio::test]
+async fn rate_limit_answers_429() {
+    let (gateway, _echo) = gateway_with_users().await;
+    for _ in 0..5 {
+        let response = post_login(
+            ELSEWHERE,
+            gateway.public,
+            &[("username", "alice"), ("password", "guess"), ("rd", "/")],
+            &[],
+        )
+        .await;
+        assert_eq!(response.status, StatusCode::UNAUTHORIZED);
+    }
+    // Even the right password is turned away now, and an unknown name
+    // gets the same status once it has had its five failures.
+    let limited = post_login(
+        LOCALHOST,
+        gateway.public,
+        &[("username", "alice"), ("password", PASSWORD), ("rd", "/")],
+        &[],
+    )
+    .await;
+    assert_eq!(limited.status, StatusCode::TOO_MANY_REQUESTS);
+    let retry: u64 = limited.header("retry-after").unwrap().parse().unwrap();
+    assert!((850..=900).contains(&retry), "Retry-After {retry}");
+    assert!(limited.header("set-cookie").is_none());
+    for _ in 0..5 {
+        post_login(
+            ELSEWHERE,
+            gateway.public,
+            &[("username", "nobody"), ("password", "guess")],
+            &[],
+        )
+        .await;
+    }
+    let unknown = post_login(
+        LOCALHOST,
+        gateway.public,
+        &[("username", "nobody"), ("password", "guess")],
+        &[],
+    )
+    .await;
+    assert_eq!(unknown.status, StatusCode::TOO_MANY_REQUESTS);
+    assert!(unknown.header("retry-after").is_some());
+}
+
+#[tokio::test]
+async fn cross_site_post_rejected() {
+    let (gateway, _echo) = gateway_with_users().await;
+    let fields = [("username", "alice"), ("password", PASSWORD), ("rd", "/")];
+    let cases: [&[(&str, &str)]; 3] = [
+        &[("sec-fetch-site", "cross-site")],
+        &[("sec-fetch-site", "same-site")],
+        &[("sec-fetch-site", "none")],
+    ];
+    for extra in cases {
+        let response = post_login(LOCALHOST, gateway.public, &fields, extra).await;
+        assert_eq!(response.status, StatusCode::FORBIDDEN, "{extra:?}");
+        assert!(response.header("set-cookie").is_none(), "{extra:?}");
+    }
+
+    // Without Fetch Metadata, Origin decides; without both, no sign-in.
+    let body = form_urlencoded::Serializer::new(String::new())
+        .extend_pairs(fields)
+        .finish();
+    let host = auth_host();
+    for (origin, expected) in [
+        (Some("http://evil.test"), StatusCode::FORBIDDEN),
+        (None, StatusCode::FORBIDDEN),
+        (Some(&*format!("http://{host}")), StatusCode::SEE_OTHER),
+    ] {
+        let mut builder = request("POST", &host, "/login")
+            .header("content-type", "application/x-www-form-urlencoded");
+        if let Some(origin) = origin {
+            builder = builder.header("origin", origin);
+        }
+        let stream = connect_from(LOCALHOST, gateway.public).await;
+        let response = send_http1(stream, builder.body(full_body(body.clone())).unwrap())
+            .await
+            .unwrap();
+        assert_eq!(response.status, expected, "Origin {origin:?}");
+    }
+}
+
+#[tokio::test]
+async fn open_redirects_fall_back() {
+    let (gateway, _echo) = gateway_with_users().await;
+    for rd in [
+        "//evil.test/",
+        "/\\evil.test/",
+        "https:evil.test",
+        "https://evil.test/",
+        "/%2f%2fevil.test",
+        "https://user@evil.test/",
+        "https://echo.example.test@evil.test/",
+        "javascript:alert(1)",
+    ] {
+        let response = post_login(
+            LOCALHOST,
+            gateway.public,
+            &[("username", "alice"), ("password", PASSWORD), ("rd", rd)],
+            &[],
+        )
+        .await;
+        assert_eq!(response.status, StatusCode::SEE_OTHER, "{rd}");
+        assert_eq!(response.header("location"), Some("/"), "{rd}");
+    }
+}
+
+#[tokio::test]
+async fn navigation_leads_to_login_page() {
+    let (gateway, _echo) = gateway_with_users().await;
+    let navigation = get(
+        gateway.public,
+        &public_host("echo"),
+        "/page",
+        &[("accept", "text/html"), ("sec-fetch-mode", "navigate")],
+    )
+    .await;
+    assert_eq!(
+        navigation.status,
+        StatusCode::FOUND,
+        "{}",
+        navigation.text()
+    );
+    let start = navigation.header("location").unwrap().to_owned();
+    let start_path = start.split_once(&auth_host()).map(|(_, p)| p.to_owned());
+    let start_path = start_path.unwrap_or_else(|| panic!("not on the auth host: {start}"));
+    assert!(start_path.starts_with("/oauth2/start?"), "{start}");
+
+    // With users and no provider, sign-in starts on the login page.
+    let login = get(gateway.public, &auth_host(), &start_path, &[]).await;
+    assert_eq!(login.status, StatusCode::FOUND);
+    let location = login.header("location").unwrap();
+    assert!(location.starts_with("/login?rd="), "{location}");
+    let page = get(gateway.public, &auth_host(), location, &[]).await;
+    assert_eq!(page.status, StatusCode::OK);
+    assert!(page.text().contains("name=\"password\""));
+}
+
+#[tokio::test]
+async fn parallel_burst_stays_within_limit() {
+    let (gateway, _echo) = gateway_with_users().await;
+    let attempts = (0..12).map(|_| {
+        post_login(
+            ELSEWHERE,
+            gateway.public,
+            &[("username", "alice"), ("password", "guess")],
+            &[],
+        )
+    });
+    let responses = futures_util::future::join_all(attempts).await;
+    let checked = responses
+        .iter()
+        .filter(|r| r.status == StatusCode::UNAUTHORIZED)
+        .count();
+    let limited = responses
+        .iter()
+        .filter(|r| r.status == StatusCode::TOO_MANY_REQUESTS)
+        .count();
+    assert_eq!(checked, 5, "passwords checked");
+    assert_eq!(limited, 7, "attempts over the limit");
+}
