@@ -61,6 +61,20 @@ async fn start(spec: &GatewaySpec, gate: &str) -> (Process, Result<Value, i32>) 
     }
 }
 
+/// Returns the stderr of a process that exited, once it contains `wanted`
+/// or after a short wait. The process may exit before the thread reading
+/// its stderr has stored the last line.
+async fn stderr_with(process: &Process, wanted: &str) -> String {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let stderr = process.stderr.lock().unwrap().join("\n");
+        if stderr.contains(wanted) || Instant::now() > deadline {
+            return stderr;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
 fn spec() -> GatewaySpec {
     GatewaySpec::new().app(AppSpec::new("echo", "127.0.0.1:9".parse().unwrap()).private())
 }
@@ -97,17 +111,8 @@ async fn gate_private_opens_only_private() {
 async fn gate_private_needs_private_gate() {
     let (process, outcome) = start(&spec().without_private_gate(), "private").await;
     assert_eq!(outcome.unwrap_err(), 1);
-    // The process may exit before the thread reading its stderr has
-    // stored the last line, so look for it for a short while.
     let wanted = "--gate private needs the private gate";
-    let deadline = std::time::Instant::now() + Duration::from_secs(5);
-    let stderr = loop {
-        let stderr = process.stderr.lock().unwrap().join("\n");
-        if stderr.contains(wanted) || std::time::Instant::now() > deadline {
-            break stderr;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    };
+    let stderr = stderr_with(&process, wanted).await;
     assert!(stderr.contains(wanted), "{stderr}");
 }
 
@@ -147,4 +152,29 @@ async fn relay_command_plays_the_balancer() {
         .wait_for_access_log("the relayed request", |l| l["path"] == "/via-relay")
         .await;
     assert_eq!(line["endpoint_id"], "vpce-0a1b2c3d4e5f60001");
+}
+
+#[tokio::test]
+async fn gate_port_shared_by_another_process() {
+    // Another process listening with SO_REUSEPORT, as a second postern
+    // would: joining its group would split the connections between the two.
+    let other = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+    other.set_reuse_port(true).unwrap();
+    other
+        .bind(
+            &"127.0.0.1:0"
+                .parse::<std::net::SocketAddr>()
+                .unwrap()
+                .into(),
+        )
+        .unwrap();
+    other.listen(16).unwrap();
+    let taken = other.local_addr().unwrap().as_socket().unwrap();
+
+    let (process, outcome) = start(&spec().private_listen(taken), "private").await;
+    assert_eq!(outcome.unwrap_err(), 1);
+    let wanted = "gateways.private.listen";
+    let stderr = stderr_with(&process, wanted).await;
+    assert!(stderr.contains(wanted), "{stderr}");
+    assert!(stderr.contains("in use"), "{stderr}");
 }

@@ -44,19 +44,18 @@ pub struct GateListener {
 }
 
 impl GateListener {
-    /// Binds `workers` sockets to `addr` with `SO_REUSEPORT`, the first
-    /// one choosing the port when `addr` names port 0. At most
-    /// `max_connections` connections are open at once over all of them.
+    /// Binds `workers` sockets to `addr` with `SO_REUSEPORT`, with the port
+    /// chosen first when `addr` names port 0. At most `max_connections`
+    /// connections are open at once over all of them.
     pub fn bind(
         gate: Gate,
         addr: SocketAddr,
         workers: usize,
         max_connections: usize,
     ) -> std::io::Result<Self> {
-        let first = bind_socket(addr)?;
-        let addr = first.local_addr()?;
-        let mut sockets = vec![first];
-        for _ in 1..workers {
+        let addr = claim_port(addr)?;
+        let mut sockets = Vec::with_capacity(workers);
+        for _ in 0..workers.max(1) {
             sockets.push(bind_socket(addr)?);
         }
         Ok(GateListener {
@@ -82,6 +81,25 @@ impl GateListener {
             })
             .collect()
     }
+}
+
+/// Checks that no other process listens on `addr`, and picks the port
+/// when `addr` names port 0.
+///
+/// `SO_REUSEPORT` lets any process of the same user join a listening
+/// group, so a second gateway started on the same port would silently take
+/// half of the connections. A socket bound without `SO_REUSEPORT` fails
+/// with "address in use" while such a group exists. It is closed again
+/// before the workers' sockets bind.
+// NOTE: another process could still bind in the short gap between this
+// check and the workers' sockets.
+fn claim_port(addr: SocketAddr) -> std::io::Result<SocketAddr> {
+    use socket2::{Domain, Socket, Type};
+    let probe = Socket::new(Domain::for_address(addr), Type::STREAM, None)?;
+    probe.set_reuse_address(true)?;
+    probe.bind(&addr.into())?;
+    let bound = probe.local_addr()?.as_socket().unwrap_or(addr);
+    Ok(bound)
 }
 
 fn bind_socket(addr: SocketAddr) -> std::io::Result<std::net::TcpListener> {
