@@ -88,7 +88,7 @@ impl GateListener {
 ///
 /// `SO_REUSEPORT` lets any process of the same user join a listening
 /// group, so a second gateway started on the same port would silently take
-/// half of the connections. A socket bound without `SO_REUSEPORT` fails
+/// a share of the connections. A socket bound without `SO_REUSEPORT` fails
 /// with "address in use" while such a group exists. It is closed again
 /// before the workers' sockets bind.
 // NOTE: another process could still bind in the short gap between this
