@@ -423,10 +423,11 @@ check_targets_respond() {
 
     # The same bad JWTs go to postern and HAProxy, so both are seen to check
     # the signature, exp and aud.
-    local variant url
-    for url in "$postern" "http://127.0.0.1:${TARGET_PORT[haproxy]}/"; do
+    local proxy variant
+    for proxy in postern haproxy; do
         for variant in token-expired token-wrong-audience token-bad-signature; do
-            expect_response "$url with JWT $variant" 401 "$url" -H "Authorization: Bearer $(jwt_variant "$variant")"
+            expect_response "$proxy with JWT $variant" 401 "http://127.0.0.1:${TARGET_PORT[$proxy]}/" \
+                -H "Authorization: Bearer $(jwt_variant "$variant")"
         done
     done
     expect_response "haproxy without token" 401 "http://127.0.0.1:${TARGET_PORT[haproxy]}/"
