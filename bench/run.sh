@@ -1,10 +1,13 @@
 #!/usr/bin/env bash
-# Benchmark postern's public gate against nginx as a reverse proxy.
+# Benchmark postern's public gate against nginx and HAProxy as reverse proxies.
 #
-# Starts an nginx upstream, nginx as a reverse proxy to it, and postern with
-# one app routed to it, all on 127.0.0.1. Then it runs wrk (HTTP/1.1
-# keep-alive) against the upstream directly, through nginx and through
-# postern, and measures postern's peak RSS while many idle keep-alive
+# Starts an nginx upstream, nginx as a reverse proxy to it that checks a
+# static bearer token, HAProxy as a reverse proxy to it that verifies a bearer
+# JWT, and postern with one app routed to it, all on 127.0.0.1. Then it runs
+# wrk (HTTP/1.1 keep-alive) against the upstream directly, through nginx,
+# through HAProxy, and through postern three times: with a machine token,
+# with a bearer JWT (the same token HAProxy verifies) and with a session
+# cookie. Last, it measures postern's peak RSS while many idle keep-alive
 # connections to it stay open. Writes a markdown report to stdout and to
 # bench/results/latest.md, and stops every process it started, also on failure.
 #
@@ -13,7 +16,7 @@
 set -euo pipefail
 
 BENCH_DIR=$(cd -- "$(dirname -- "${BASH_SOURCE[0]}")" && pwd)
-# nginx is in /usr/sbin, which is not on every user's PATH.
+# nginx and haproxy are in /usr/sbin, which is not on every user's PATH.
 PATH=$PATH:/usr/sbin:/sbin
 REPO_DIR=$(dirname -- "$BENCH_DIR")
 
@@ -38,14 +41,28 @@ KEEP_WORK_DIR=${KEEP_WORK_DIR:-0}
 # A machine token used only by this benchmark.
 TOKEN=pst_bench_only_token_0001
 HOST_HEADER=bench.bench.test
-TARGETS=(upstream nginx postern)
+# postern serves its login page on auth.<cluster hostname>.
+AUTH_HOST=auth.bench.test
+# The claims of the benchmark's JWT. The issuer is set once the upstream's
+# port is known, because the upstream serves the issuer's JWKS.
+JWT_AUDIENCE=bench-gateway
+JWT_SUBJECT=bench-jwt-client
+JWT_KID=bench-rs256
+BENCH_USER=bench-user
+# The postern-* targets are one postern process reached with three kinds of
+# credential.
+TARGETS=(upstream nginx haproxy postern-token postern-jwt postern-cookie)
 
 WORK_DIR=""
+JWT=""
+SESSION_COOKIE=""
 STARTED_PIDS=()
 COMMANDS=()
 WARNINGS=()
 CONFIG_NOTES=()
 declare -A TARGET_PORT=()
+# The credential header that wrk and the checks send to each target.
+declare -A TARGET_HEADER=()
 declare -A NGINX_MASTER_PID=()
 
 log() {
@@ -70,6 +87,8 @@ install_missing_tools() {
     local -a missing=()
     command -v wrk >/dev/null || missing+=(wrk)
     command -v nginx >/dev/null || missing+=(nginx)
+    command -v haproxy >/dev/null || missing+=(haproxy)
+    command -v openssl >/dev/null || missing+=(openssl)
     command -v curl >/dev/null || missing+=(curl)
     command -v python3 >/dev/null || missing+=(python3)
     command -v ss >/dev/null || missing+=(iproute2)
@@ -95,14 +114,42 @@ raise_open_file_limit() {
 
 create_work_dir() {
     WORK_DIR=$(mktemp -d /tmp/postern-bench.XXXXXX)
-    # nginx runs as the user nobody when this script runs as root, so it must be able
-    # to enter this directory. The postern subdirectory stays private.
+    # nginx and HAProxy run as the user nobody when this script runs as root, so
+    # they must be able to enter this directory. The postern subdirectory and the
+    # JWT signer's (private key, tokens) stay private.
     chmod 755 "$WORK_DIR"
-    mkdir -m 700 "$WORK_DIR/postern"
-    mkdir "$WORK_DIR/nginx-upstream" "$WORK_DIR/nginx-proxy"
+    mkdir -m 700 "$WORK_DIR/postern" "$WORK_DIR/jwt-signer"
+    mkdir "$WORK_DIR/nginx-upstream" "$WORK_DIR/nginx-proxy" "$WORK_DIR/haproxy" "$WORK_DIR/jwks"
     if [[ $EUID -eq 0 ]]; then
         chown nobody:nogroup "$WORK_DIR/nginx-upstream" "$WORK_DIR/nginx-proxy"
     fi
+}
+
+# Make an RS256 key pair and sign the benchmark's tokens with it (bench/make_jwt.py).
+# The JWKS goes where the upstream nginx serves it to postern, and the public
+# key PEM where HAProxy reads it. RS256 rather than ES256 because it is the
+# cheaper of the two to verify with OpenSSL, which favours HAProxy, whose
+# jwt_verify checks the signature on every request.
+make_jwt_files() {
+    local signer_dir=$WORK_DIR/jwt-signer
+    JWT_ISSUER=http://127.0.0.1:${TARGET_PORT[upstream]}
+    JWKS_URI=$JWT_ISSUER/.well-known/jwks.json
+    JWT_PUBLIC_KEY=$WORK_DIR/haproxy/jwt-public.pem
+
+    openssl genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:2048 -out "$signer_dir/private.pem" 2>/dev/null \
+        || die "openssl could not make an RSA key in $signer_dir"
+    openssl pkey -in "$signer_dir/private.pem" -pubout -out "$JWT_PUBLIC_KEY"
+    python3 "$BENCH_DIR/make_jwt.py" --key "$signer_dir/private.pem" --kid "$JWT_KID" \
+        --issuer "$JWT_ISSUER" --audience "$JWT_AUDIENCE" --subject "$JWT_SUBJECT" \
+        --out-dir "$signer_dir"
+    mv "$signer_dir/jwks.json" "$WORK_DIR/jwks/jwks.json"
+    chmod 644 "$WORK_DIR/jwks/jwks.json" "$JWT_PUBLIC_KEY"
+    JWT=$(cat "$signer_dir/token")
+}
+
+# Print the bench JWT variant NAME (token-expired, token-wrong-audience, ...).
+jwt_variant() {
+    cat "$WORK_DIR/jwt-signer/$1"
 }
 
 # Print COUNT free TCP ports on 127.0.0.1, one per line. The sockets stay
@@ -168,7 +215,7 @@ cleanup() {
 
     if ((exit_status != 0)) && [[ -n $WORK_DIR ]]; then
         local log_file
-        for log_file in "$WORK_DIR"/nginx-*/error.log "$WORK_DIR"/postern/*.stderr.log; do
+        for log_file in "$WORK_DIR"/nginx-*/error.log "$WORK_DIR"/haproxy/error.log "$WORK_DIR"/postern/*.stderr.log; do
             [[ -s $log_file ]] || continue
             log "last lines of $log_file:"
             tail -n 20 "$log_file" >&2
@@ -221,16 +268,55 @@ start_nginx() {
     log "$name is listening on 127.0.0.1:$port (pid $pid)"
 }
 
+# Start HAProxy from bench/haproxy.cfg.in, verifying the bench JWT, and wait
+# until GET / without a token returns 401. Its access log is its stdout.
+start_haproxy() {
+    local prefix=$WORK_DIR/haproxy port=${TARGET_PORT[haproxy]}
+    render_template "$BENCH_DIR/haproxy.cfg.in" "$prefix/haproxy.cfg" \
+        THREADS="$WORKER_PROCESSES" LISTEN_PORT="$port" UPSTREAM_PORT="${TARGET_PORT[upstream]}" \
+        PUBLIC_KEY="$JWT_PUBLIC_KEY" ISSUER="$JWT_ISSUER" AUDIENCE="$JWT_AUDIENCE"
+
+    local -a command=(haproxy -db -f "$prefix/haproxy.cfg")
+    if [[ $EUID -eq 0 ]]; then
+        command=(setpriv --reuid=nobody --regid=nogroup --clear-groups --no-new-privs "${command[@]}")
+    fi
+    record_command "${command[@]}"
+    # Append mode, so that truncating the access log between runs works.
+    "${command[@]}" >>"$prefix/access.log" 2>>"$prefix/error.log" &
+    HAPROXY_PID=$!
+    STARTED_PIDS+=("$HAPROXY_PID")
+    wait_for_http "http://127.0.0.1:$port/" 401 15 "$HAPROXY_PID" haproxy
+    log "haproxy is listening on 127.0.0.1:$port (pid $HAPROXY_PID)"
+}
+
+# Print the argon2id hash of PASSWORD as `postern passwd` makes it.
+hash_password() {
+    local output hash
+    output=$(printf '%s' "$1" | "$POSTERN_BIN" passwd "$BENCH_USER") \
+        || die "postern passwd $BENCH_USER failed: $output"
+    hash=$(grep -o '\$argon2id\$[^"'"'"' ]*' <<<"$output" | head -n 1)
+    [[ -n $hash ]] || die "no argon2id hash in the output of postern passwd: $output"
+    printf '%s' "$hash"
+}
+
 write_postern_config() {
     local config_dir=$WORK_DIR/postern
     POSTERN_CONFIG=$config_dir/vars.yaml
     local token_sha256
     token_sha256=$(printf '%s' "$TOKEN" | sha256sum | cut -d' ' -f1)
 
+    # A new session key and user password for every run. curl reads the
+    # password from its file, which keeps it off the command line.
+    openssl rand -base64 48 >"$config_dir/session-key"
+    openssl rand -hex 16 | tr -d '\n' >"$config_dir/password"
+    local password_hash
+    password_hash=$(hash_password "$(cat "$config_dir/password")")
+
     render_template "$BENCH_DIR/postern-vars.yaml.in" "$POSTERN_CONFIG" \
         PUBLIC_PORT="${TARGET_PORT[postern]}" ADMIN_PORT="$ADMIN_PORT" \
         UPSTREAM_PORT="${TARGET_PORT[upstream]}" TOKEN_SHA256="$token_sha256" \
-        MAX_CONNECTIONS="$MAX_CONNECTIONS"
+        MAX_CONNECTIONS="$MAX_CONNECTIONS" JWT_ISSUER="$JWT_ISSUER" JWKS_URI="$JWKS_URI" \
+        JWT_AUDIENCE="$JWT_AUDIENCE" PASSWORD_HASH="$password_hash"
     printf 'endpoints: []\n' >"$config_dir/endpoints.yaml"
 }
 
@@ -266,8 +352,40 @@ start_postern() {
     "$POSTERN_BIN" serve --config "$POSTERN_CONFIG" >>"$POSTERN_ACCESS_LOG" 2>>"$POSTERN_STDERR_LOG" &
     POSTERN_PID=$!
     STARTED_PIDS+=("$POSTERN_PID")
+    # /readyz returns 200 only once the JWKS of the bench issuer is loaded.
     wait_for_http "http://127.0.0.1:$ADMIN_PORT/readyz" 200 30 "$POSTERN_PID" postern
     log "postern ($label) is ready on 127.0.0.1:${TARGET_PORT[postern]}, admin 127.0.0.1:$ADMIN_PORT (pid $POSTERN_PID)"
+}
+
+# Sign in as the bench user on postern's login page, as a browser would, and
+# keep the session cookie for wrk. The Origin header names the auth host, so
+# the login form's same-origin check passes.
+sign_in() {
+    local headers_file=$WORK_DIR/postern/login-headers status
+    local -a command=(curl -sS -o /dev/null -D "$headers_file" -w '%{http_code}' --max-time 10
+        -H "Host: $AUTH_HOST" -H "Origin: http://$AUTH_HOST"
+        --data-urlencode "username=$BENCH_USER" --data-urlencode "password@$WORK_DIR/postern/password"
+        "http://127.0.0.1:${TARGET_PORT[postern]}/login")
+    record_command "${command[@]}"
+    status=$("${command[@]}") || die "the sign-in request to postern failed"
+    [[ $status == 303 ]] || die "sign-in as $BENCH_USER: expected status 303, got $status: $(head -c 300 "$headers_file")"
+
+    # Keep every Set-Cookie of the session cookie that sets a value, chunks
+    # included. A Set-Cookie with an empty value deletes a cookie.
+    SESSION_COOKIE=$(tr -d '\r' <"$headers_file" \
+        | sed -n 's/^[Ss]et-[Cc]ookie: \(_postern[^=;]*=[^;][^;]*\).*/\1/p' \
+        | paste -sd ';' - | sed 's/;/; /g')
+    [[ -n $SESSION_COOKIE ]] || die "sign-in as $BENCH_USER returned no session cookie: $(cat "$headers_file")"
+    log "signed in as $BENCH_USER; the session cookie has $(wc -c <<<"$SESSION_COOKIE") bytes"
+}
+
+# Print the session cookie with one character of its value changed.
+tampered_session_cookie() {
+    local name=${SESSION_COOKIE%%=*} value=${SESSION_COOKIE#*=}
+    local middle=$((${#value} / 2))
+    local replacement=A
+    [[ ${value:middle:1} == A ]] && replacement=B
+    printf '%s=%s%s%s' "$name" "${value:0:middle}" "$replacement" "${value:middle+1}"
 }
 
 # ---------------------------------------------------------------- checks
@@ -286,15 +404,35 @@ expect_response() {
     log "$description: $status"
 }
 
+# Check every target with its own credential, and that the proxies reject a
+# request without one or with a bad one, so that wrk measures the checks.
 check_targets_respond() {
-    local auth=(-H "Authorization: Bearer $TOKEN")
-    expect_response "upstream, direct" 200 "http://127.0.0.1:${TARGET_PORT[upstream]}/" "${auth[@]}"
-    expect_response "nginx proxy with token" 200 "http://127.0.0.1:${TARGET_PORT[nginx]}/" "${auth[@]}"
-    expect_response "nginx proxy without token" 401 "http://127.0.0.1:${TARGET_PORT[nginx]}/"
-    expect_response "postern with token" 200 "http://127.0.0.1:${TARGET_PORT[postern]}/" "${auth[@]}"
-    expect_response "postern without token" 401 "http://127.0.0.1:${TARGET_PORT[postern]}/"
-    expect_response "postern with wrong token" 401 "http://127.0.0.1:${TARGET_PORT[postern]}/" \
-        -H "Authorization: Bearer wrong_token"
+    local target
+    for target in "${TARGETS[@]}"; do
+        expect_response "$target with its credential" 200 "http://127.0.0.1:${TARGET_PORT[$target]}/" \
+            -H "${TARGET_HEADER[$target]}"
+    done
+
+    local nginx=http://127.0.0.1:${TARGET_PORT[nginx]}/
+    expect_response "nginx without token" 401 "$nginx"
+
+    local postern=http://127.0.0.1:${TARGET_PORT[postern]}/
+    expect_response "postern without credential" 401 "$postern"
+    expect_response "postern with wrong token" 401 "$postern" -H "Authorization: Bearer wrong_token"
+    expect_response "postern with tampered session cookie" 401 "$postern" -H "Cookie: $(tampered_session_cookie)"
+
+    # The same bad JWTs go to postern and HAProxy, so both are seen to check
+    # the signature, exp and aud.
+    local proxy variant
+    for proxy in postern haproxy; do
+        for variant in token-expired token-wrong-audience token-bad-signature; do
+            expect_response "$proxy with JWT $variant" 401 "http://127.0.0.1:${TARGET_PORT[$proxy]}/" \
+                -H "Authorization: Bearer $(jwt_variant "$variant")"
+        done
+    done
+    expect_response "haproxy without token" 401 "http://127.0.0.1:${TARGET_PORT[haproxy]}/"
+    expect_response "haproxy with the machine token" 401 "http://127.0.0.1:${TARGET_PORT[haproxy]}/" \
+        -H "Authorization: Bearer $TOKEN"
 }
 
 # ---------------------------------------------------------------- wrk
@@ -303,20 +441,23 @@ check_targets_respond() {
 access_log_of() {
     case $1 in
         nginx) echo "$WORK_DIR/nginx-proxy/access.log" ;;
-        postern) echo "$POSTERN_ACCESS_LOG" ;;
+        haproxy) echo "$WORK_DIR/haproxy/access.log" ;;
+        postern*) echo "$POSTERN_ACCESS_LOG" ;;
     esac
 }
 
 # Print the CPU time in milliseconds (user plus system) that the processes
-# serving TARGET have used so far: the nginx master and its workers, or postern.
+# serving TARGET have used so far: the nginx master and its workers, or the
+# one process of HAProxy or postern (their threads count in the process).
 cpu_ms_of() {
     local -a pids
     case $1 in
         upstream) pids=("${NGINX_MASTER_PID[nginx-upstream]}") ;;
         nginx) pids=("${NGINX_MASTER_PID[nginx-proxy]}") ;;
-        postern) pids=("$POSTERN_PID") ;;
+        haproxy) pids=("$HAPROXY_PID") ;;
+        postern*) pids=("$POSTERN_PID") ;;
     esac
-    if [[ $1 != postern ]]; then
+    if [[ $1 == upstream || $1 == nginx ]]; then
         mapfile -t -O 1 pids < <(pgrep -P "${pids[0]}")
     fi
 
@@ -363,9 +504,14 @@ run_wrk() {
     local output_file=$WORK_DIR/wrk-$target-$round.txt
     local -a command=(wrk -t"$WRK_THREADS" -c"$WRK_CONNECTIONS" -d"${seconds}s" --latency
         -s "$BENCH_DIR/wrk-report.lua"
-        -H "Host: $HOST_HEADER" -H "Authorization: Bearer $TOKEN"
+        -H "Host: $HOST_HEADER" -H "${TARGET_HEADER[$target]}"
         "http://127.0.0.1:${TARGET_PORT[$target]}/")
-    [[ $round == 1 ]] && record_command "${command[@]}"
+    # The report shows placeholders for the JWT and the session cookie, which
+    # are made anew for every run.
+    if [[ $round == 1 ]]; then
+        local -a shown=("${command[@]//"$JWT"/<bench JWT>}")
+        record_command "${shown[@]//"$SESSION_COOKIE"/<session cookie>}"
+    fi
 
     log "wrk $target, $round, ${seconds}s"
     # CPU time of the target, the upstream, wrk and the whole machine, so
@@ -388,7 +534,10 @@ run_wrk() {
     if [[ -n $log_file ]]; then
         sleep 2 # nginx flushes its access-log buffer every second
         log_lines=$(wc -l <"$log_file")
-        [[ -s $WORK_DIR/$target-access-sample.log ]] || head -n 1 "$log_file" >"$WORK_DIR/$target-access-sample.log"
+        # HAProxy keeps writing at its own offset after the truncation below,
+        # so its log starts with a hole of NUL bytes, which tr removes.
+        [[ -s $WORK_DIR/$target-access-sample.log ]] \
+            || head -n 1 "$log_file" | tr -d '\000' >"$WORK_DIR/$target-access-sample.log"
         : >"$log_file"
     fi
     [[ $round == warmup ]] && return 0
@@ -438,7 +587,8 @@ run_throughput_benchmark() {
     # every second, so wait for that first.
     sleep 2
     : >"$(access_log_of nginx)"
-    : >"$(access_log_of postern)"
+    : >"$(access_log_of haproxy)"
+    : >"$(access_log_of postern-token)"
     for target in "${TARGETS[@]}"; do
         run_wrk "$target" "$WARMUP_SECONDS" warmup
     done
@@ -504,6 +654,8 @@ describe_machine() {
 | OS, kernel | $os, $(uname -r) |
 | postern | $(first_line_of "$POSTERN_BIN" --version) ($POSTERN_BIN) |
 | nginx | $(first_line_of nginx -v) |
+| HAProxy | $(first_line_of haproxy -v) |
+| OpenSSL | $(first_line_of openssl version) |
 | wrk | $(first_line_of wrk -v) |
 | Python | $(first_line_of python3 --version) |
 | repository | $(git -C "$REPO_DIR" rev-parse --short HEAD 2>/dev/null || echo "no commit yet") |
@@ -529,6 +681,65 @@ check_target() {
         'BEGIN { met = operator == ">=" ? value >= limit : value <= limit; print met ? "met" : "not met" }'
 }
 
+# Print the comparison table: ratios of the medians, and the targets.
+write_comparisons() {
+    echo "| comparison (medians) | req/s | p50 latency | p99 latency | targets |"
+    echo "|---|---:|---:|---:|---|"
+    write_comparison_row postern-token nginx "req/s >= 1.0" "p99 <= 1.1"
+    write_comparison_row postern-jwt postern-token "req/s >= 0.9"
+    write_comparison_row postern-jwt haproxy "req/s >= 1.0"
+    write_comparison_row postern-cookie postern-token
+    write_comparison_row haproxy nginx
+    echo
+}
+
+# Print one comparison row, TARGET / BASELINE, then check each TARGETS
+# argument, such as "req/s >= 0.9" or "p99 <= 1.1", against its ratio.
+write_comparison_row() {
+    local target=$1 baseline=$2
+    shift 2
+    local -A ratio=()
+    ratio[req/s]=$(format_ratio "$(median_of "$target" 3)" "$(median_of "$baseline" 3)")
+    ratio[p50]=$(format_ratio "$(median_of "$target" 4)" "$(median_of "$baseline" 4)")
+    ratio[p99]=$(format_ratio "$(median_of "$target" 5)" "$(median_of "$baseline" 5)")
+
+    local goal metric operator limit checked=""
+    for goal in "$@"; do
+        read -r metric operator limit <<<"$goal"
+        checked+="${checked:+; }$goal: $(check_target "${ratio[$metric]}" "$operator" "$limit")"
+    done
+    printf '| %s / %s | %s | %s | %s | %s |\n' "$target" "$baseline" \
+        "${ratio[req/s]}" "${ratio[p50]}" "${ratio[p99]}" "${checked:-none set}"
+}
+
+# Print the req/s ratios of the comparisons within each round, because the
+# load of a busy machine changes between rounds more than within one.
+write_round_ratios() {
+    local -a pairs=(postern-token/nginx postern-jwt/postern-token postern-jwt/haproxy postern-cookie/postern-token)
+    echo "req/s ratios within each round:"
+    echo
+    printf '| round |'
+    printf ' %s |' "${pairs[@]}"
+    echo
+    printf '|---:|'
+    printf -- '---:|%.0s' "${pairs[@]}"
+    echo
+    local round pair
+    for ((round = 1; round <= ROUNDS; round++)); do
+        printf '| %s |' "$round"
+        for pair in "${pairs[@]}"; do
+            printf ' %s |' "$(format_ratio "$(rps_in_round "${pair%/*}" "$round")" "$(rps_in_round "${pair#*/}" "$round")")"
+        done
+        echo
+    done
+    echo
+}
+
+# Print the req/s of TARGET in ROUND.
+rps_in_round() {
+    awk -F'\t' -v target="$1" -v round="$2" '$1 == target && $2 == round { print $3 }' "$WORK_DIR/runs.tsv"
+}
+
 write_throughput_section() {
     local target
     echo "## Throughput and latency (wrk, HTTP/1.1 keep-alive)"
@@ -546,19 +757,12 @@ write_throughput_section() {
     echo
     echo "CPU per request is the user plus system CPU time of the target's own processes"
     echo "during the run, divided by wrk's request count: the upstream nginx for \"upstream\","
-    echo "the proxy nginx without the upstream for \"nginx\", and postern without the upstream."
+    echo "the proxy nginx without the upstream for \"nginx\", and HAProxy or postern without"
+    echo "the upstream."
     echo
 
-    local rps_ratio p50_ratio p99_ratio
-    rps_ratio=$(format_ratio "$(median_of postern 3)" "$(median_of nginx 3)")
-    p50_ratio=$(format_ratio "$(median_of postern 4)" "$(median_of nginx 4)")
-    p99_ratio=$(format_ratio "$(median_of postern 5)" "$(median_of nginx 5)")
-    echo "| postern / nginx | ratio | target |"
-    echo "|---|---:|---|"
-    echo "| req/s | $rps_ratio | at least 1.0: $(check_target "$rps_ratio" '>=' 1.0) |"
-    echo "| p50 latency | $p50_ratio | |"
-    echo "| p99 latency | $p99_ratio | at most 1.1: $(check_target "$p99_ratio" '<=' 1.1) |"
-    echo
+    write_comparisons
+    write_round_ratios
 
     echo "Every round:"
     echo
@@ -601,25 +805,55 @@ write_memory_section() {
 }
 
 write_setup_section() {
+    local jwt_bytes=${#JWT} cookie_bytes=${#SESSION_COOKIE}
     cat <<EOF
 ## Setup
 
 - All processes run on 127.0.0.1 of one machine and share its $(nproc) CPUs: wrk, the
   upstream, the proxy under test and, in the memory test, the Python client. No CPU pinning.
 - upstream: nginx (${WORKER_PROCESSES} workers) returning \`ok\n\` (3 bytes) with status 200,
-  keep-alive, no access log (\`bench/nginx-upstream.conf.in\`).
+  keep-alive, no access log (\`bench/nginx-upstream.conf.in\`). It also serves the JWKS
+  of the bench JWT issuer at \`/.well-known/jwks.json\`, which postern fetches.
 - nginx: reverse proxy with \`worker_processes ${WORKER_PROCESSES}\`, the same number as postern's
-  worker threads (tokio's default of one per CPU). HTTP/1.1 to the upstream with a
+  worker threads (one per CPU). HTTP/1.1 to the upstream with a
   keep-alive pool (\`keepalive 64\`, \`proxy_http_version 1.1\`, \`proxy_set_header Connection ""\`).
   To do the same per-request work as postern, it checks the bearer token, removes
   \`Authorization\`, sets \`X-Auth-Request-User\` and \`X-Forwarded-*\`, and writes a JSON access
   log line per request to a file (\`bench/nginx-proxy.conf.in\`).
-- postern: public gate only, app \`bench\` routed by \`Host: $HOST_HEADER\`, machine token
-  checked by SHA-256, access log on stdout redirected to a file (\`bench/postern-vars.yaml.in\`).
-- All three targets get the same request: \`GET /\` with \`Host: $HOST_HEADER\` and
-  \`Authorization: Bearer <token>\`.
-- Before the runs, curl checked: 200 and body \`ok\` from every target with the token,
-  401 from nginx and postern without it, 401 from postern with a wrong token.
+- haproxy: HAProxy with \`nbthread ${WORKER_PROCESSES}\`, verifying the bench JWT with
+  \`jwt_verify\` (\`bench/haproxy.cfg.in\`): \`alg\` must be RS256, the signature must verify
+  with the public key PEM, \`iss\` and \`aud\` must equal the expected strings, and \`exp\`
+  must be in the future (no leeway). It does not check \`nbf\`, \`iat\`, \`kid\` or \`typ\`,
+  takes a static key file instead of a JWKS, and verifies the signature on every
+  request: HAProxy 2.6 has no cache of verified tokens. Otherwise it does the same
+  work as the nginx proxy, and logs to stdout, redirected to a file.
+- postern: public gate only, app \`bench\` routed by \`Host: $HOST_HEADER\`, access log on
+  stdout redirected to a file (\`bench/postern-vars.yaml.in\`). One process serves the three
+  postern targets:
+  - postern-token: the machine token, checked by SHA-256.
+  - postern-jwt: the same JWT as haproxy, from the issuer in \`identities.jwt_issuers\`
+    (JWKS fetched from the upstream; signature, \`iss\`, \`aud\`, \`exp\`, \`nbf\`, \`iat\`
+    checked with 30 s leeway). postern keeps verified tokens in a cache keyed by
+    the token's SHA-256 until they expire, so after the first request of the run
+    it hashes the token and finds the verdict instead of checking the signature.
+    A client that sends a new token on every request would pay for the signature
+    check each time; this benchmark does not measure that.
+  - postern-cookie: the session cookie of the built-in user \`$BENCH_USER\`, got by one
+    \`POST /login\` on \`$AUTH_HOST\` before the runs. The session is sealed in the
+    cookie (AES-256-GCM, no Redis), and postern opens it on every request.
+- The JWT is RS256 with a 2048-bit RSA key made for this run, signed by
+  \`bench/make_jwt.py\` with \`openssl dgst -sha256 -sign\`; valid for a day, \`aud\` one
+  string. RS256 rather than ES256 because OpenSSL verifies RS256 faster, which is
+  the better case for HAProxy.
+- Every target gets \`GET /\` with \`Host: $HOST_HEADER\` and one credential header:
+  \`Authorization: Bearer <machine token>\` for upstream, nginx and postern-token,
+  \`Authorization: Bearer <JWT>\` ($jwt_bytes bytes) for haproxy and postern-jwt, and
+  \`Cookie: <session cookie>\` ($cookie_bytes bytes) for postern-cookie.
+- Before the runs, curl checked: 200 and body \`ok\` from every target with its
+  credential; 401 from nginx, haproxy and postern without one; 401 from postern with a
+  wrong machine token and with a tampered session cookie; 401 from postern and haproxy
+  with an expired JWT, a JWT for another audience and a JWT with a changed signature;
+  401 from haproxy with the machine token.
 - Access-log lines are counted per run and compared with wrk's request count; wrk does
   not count requests still in flight when it stops, so the log may have a few more.
 
@@ -654,7 +888,7 @@ write_logs_section() {
         ((lines == 0)) || WARNINGS+=("postern wrote $lines WARN or ERROR lines to $(basename "$log_file")")
     done
     local target
-    for target in nginx postern; do
+    for target in nginx haproxy postern-token postern-jwt postern-cookie; do
         if [[ -s $WORK_DIR/$target-access-sample.log ]]; then
             echo "- first $target access-log line:"
             echo
@@ -666,6 +900,10 @@ write_logs_section() {
     local nginx_errors
     nginx_errors=$(cat "$WORK_DIR"/nginx-*/error.log | grep -cvE '\[notice\]' || true)
     echo "- nginx error logs: $nginx_errors lines above notice level"
+    local haproxy_errors
+    haproxy_errors=$(wc -l <"$WORK_DIR/haproxy/error.log")
+    echo "- HAProxy error log (its stderr): $haproxy_errors lines"
+    grep -v '^$' "$WORK_DIR/haproxy/error.log" | head -n 5 | sed 's/^/    /' || true
     echo
 }
 
@@ -718,27 +956,43 @@ main() {
 
     # Other work on the machine skews the numbers, so the report shows the load.
     LOAD_AT_START=$(cut -d' ' -f1-3 /proc/loadavg)
-    [[ -x $POSTERN_BIN ]] || die "postern binary not found at $POSTERN_BIN. Build it with cargo build --release or set POSTERN_BIN."
+    [[ -x $POSTERN_BIN ]] || die "postern binary not found at $POSTERN_BIN. Build it with cargo build --release -p postern or set POSTERN_BIN."
     install_missing_tools
     raise_open_file_limit
     create_work_dir
     mkdir -p "$(dirname -- "$RESULTS_FILE")"
 
     local -a ports
-    mapfile -t ports < <(pick_free_ports 4)
+    mapfile -t ports < <(pick_free_ports 5)
     TARGET_PORT[upstream]=${ports[0]}
     TARGET_PORT[nginx]=${ports[1]}
-    TARGET_PORT[postern]=${ports[2]}
-    ADMIN_PORT=${ports[3]}
+    TARGET_PORT[haproxy]=${ports[2]}
+    TARGET_PORT[postern]=${ports[3]}
+    ADMIN_PORT=${ports[4]}
+    local credential
+    for credential in token jwt cookie; do
+        TARGET_PORT[postern-$credential]=${TARGET_PORT[postern]}
+    done
 
-    start_nginx nginx-upstream "$BENCH_DIR/nginx-upstream.conf.in" "${TARGET_PORT[upstream]}" 200
-    # The proxy returns 401 to a request without the token.
+    make_jwt_files
+    start_nginx nginx-upstream "$BENCH_DIR/nginx-upstream.conf.in" "${TARGET_PORT[upstream]}" 200 \
+        JWKS_FILE="$WORK_DIR/jwks/jwks.json"
+    # The proxies return 401 to a request without a token.
     start_nginx nginx-proxy "$BENCH_DIR/nginx-proxy.conf.in" "${TARGET_PORT[nginx]}" 401 \
         UPSTREAM_PORT="${TARGET_PORT[upstream]}" TOKEN="$TOKEN"
+    start_haproxy
     write_postern_config
     check_postern_config
     start_postern wrk
+    sign_in
 
+    # The upstream ignores the header; it gets the machine token as before.
+    TARGET_HEADER[upstream]="Authorization: Bearer $TOKEN"
+    TARGET_HEADER[nginx]="Authorization: Bearer $TOKEN"
+    TARGET_HEADER[postern-token]="Authorization: Bearer $TOKEN"
+    TARGET_HEADER[postern-jwt]="Authorization: Bearer $JWT"
+    TARGET_HEADER[haproxy]="Authorization: Bearer $JWT"
+    TARGET_HEADER[postern-cookie]="Cookie: $SESSION_COOKIE"
     check_targets_respond
     run_throughput_benchmark
     measure_idle_memory
