@@ -11,7 +11,9 @@
 //!
 //! Layout:
 //! - `meta`: names, labels and object metadata.
-//! - `volumes`: where the vars, endpoints and TLS files appear in a pod.
+//! - `volumes`: where the vars, endpoints, TLS and secret files appear in a
+//!   pod.
+//! - `secrets`: the identity secrets a pod reads from files or variables.
 //! - `config_maps`: the vars and endpoints ConfigMaps.
 //! - `gateway`: one gate's Deployment, Service, PodDisruptionBudget and
 //!   HorizontalPodAutoscaler, built by `deployment`, `service` and
@@ -26,6 +28,7 @@ mod meta;
 mod network_policy;
 mod reconcile;
 mod scaling;
+mod secrets;
 mod service;
 mod volumes;
 
@@ -157,12 +160,19 @@ pub fn render(
     let mut warnings = Vec::new();
 
     let gates = gateway::gates(config, &mut warnings).map_err(RenderError::Unsupported)?;
-    let files = volumes::gateway_files(config, vars_text);
+    let secrets = secrets::identity_secrets(vars_text).map_err(RenderError::Unsupported)?;
+    let files = volumes::gateway_files(config, vars_text, &secrets.files);
     let pod_volumes = volumes::PodVolumes::new(&files).map_err(RenderError::Unsupported)?;
 
     let mut manifests = vec![config_maps::manifest(config, vars_text, options)];
     for gate in &gates {
-        manifests.push(gateway::manifest(gate, config, &pod_volumes, options));
+        manifests.push(gateway::manifest(
+            gate,
+            config,
+            &pod_volumes,
+            &secrets.env,
+            options,
+        ));
     }
     manifests.push(network_policy::manifest(
         config,
@@ -171,7 +181,7 @@ pub fn render(
         &mut warnings,
     ));
     if config.private.is_some() {
-        manifests.push(reconcile::manifest(config, options));
+        manifests.push(reconcile::manifest(config, &secrets, options)?);
     }
     Ok(Rendered {
         manifests,
