@@ -18,12 +18,14 @@
 //! - `gateway`: one gate's Deployment, Service, PodDisruptionBudget and
 //!   HorizontalPodAutoscaler, built by `deployment`, `service` and
 //!   `scaling`.
-//! - `network_policy`: what may reach each gate and what it may reach.
+//! - `network_policy`: what may reach each gate and what it may reach, with
+//!   `identity_egress` for the identity providers, JWKS and Redis.
 //! - `reconcile`: the CronJob that runs `postern reconcile`, and its RBAC.
 
 mod config_maps;
 mod deployment;
 mod gateway;
+mod identity_egress;
 mod meta;
 mod network_policy;
 mod reconcile;

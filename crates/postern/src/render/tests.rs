@@ -651,3 +651,97 @@ fn private_balancer_sends_proxy_header_without_trusted_sources() {
         rendered.warnings
     );
 }
+
+/// VARS with identity services: a trusted issuer, a sign-in provider and
+/// Redis sessions.
+fn with_identities() -> String {
+    format!(
+        "{VARS}identities:
+  jwt_issuers:
+    - name: corp
+      issuer: https://login.corp.example
+      audiences: [postern]
+  sessions:
+    keys:
+      - insecure_inline: 0123456789abcdef0123456789abcdef
+    redis:
+      url: redis://redis.cache.svc.cluster.local:6380/0
+  providers:
+    - name: dex
+      issuer: https://dex.example.com:8443/dex
+      client_id: postern
+      client_secret: {{insecure_inline: test-only}}
+"
+    )
+}
+
+fn egress_rules(rendered: &Rendered, name: &str) -> Vec<Value> {
+    let policy = object(rendered, "networkpolicies.yaml", "NetworkPolicy", name);
+    policy["spec"]["egress"].as_array().unwrap().clone()
+}
+
+fn any_address_rule(port: u16) -> Value {
+    serde_json::json!({
+        "to": [
+            { "ipBlock": { "cidr": "0.0.0.0/0" } },
+            { "ipBlock": { "cidr": "::/0" } },
+        ],
+        "ports": [{ "protocol": "TCP", "port": port }],
+    })
+}
+
+#[test]
+fn public_policy_reaches_identity_services() {
+    let rendered = render_text(&with_identities());
+
+    let egress = egress_rules(&rendered, "postern-public");
+
+    // DNS, litellm, mlflow, then the issuer, the provider and Redis.
+    assert_eq!(egress.len(), 6, "{egress:?}");
+    assert_eq!(egress[0]["ports"][0]["port"], 53);
+    assert_eq!(egress[3], any_address_rule(443));
+    assert_eq!(egress[4], any_address_rule(8443));
+    assert_eq!(
+        egress[5]["to"][0]["namespaceSelector"]["matchLabels"]["kubernetes.io/metadata.name"],
+        "cache"
+    );
+    assert_eq!(egress[5]["ports"][0]["port"], 6380);
+}
+
+#[test]
+fn private_policy_reaches_issuer_jwks_only() {
+    let rendered = render_text(&with_identities());
+
+    let egress = egress_rules(&rendered, "postern-private");
+
+    // DNS, litellm, then the issuer's JWKS, which /readyz waits for.
+    assert_eq!(egress.len(), 3, "{egress:?}");
+    assert_eq!(egress[2], any_address_rule(443));
+}
+
+#[test]
+fn policy_comment_names_any_address_services() {
+    let rendered = render_text(&with_identities());
+    let manifest = file(&rendered, "networkpolicies.yaml");
+
+    let public = manifest.documents[0].comment.join("\n");
+
+    assert!(
+        public.contains("identity provider dex, dex.example.com port 8443, at ANY address"),
+        "{public}"
+    );
+    assert!(
+        public.contains("Redis sessions, redis.cache.svc.cluster.local port 6380."),
+        "{public}"
+    );
+    assert!(!public.contains("calls none"), "{public}");
+}
+
+#[test]
+fn policy_without_identities_has_no_identity_rules() {
+    let rendered = render_text(VARS);
+
+    for rule in egress_rules(&rendered, "postern-public") {
+        assert_ne!(rule["to"][0]["ipBlock"]["cidr"], "0.0.0.0/0", "{rule}");
+    }
+}
