@@ -745,3 +745,42 @@ fn policy_without_identities_has_no_identity_rules() {
         assert_ne!(rule["to"][0]["ipBlock"]["cidr"], "0.0.0.0/0", "{rule}");
     }
 }
+
+/// `postern serve` does not start without its endpoints file. A pod whose
+/// ConfigMap is missing would wait in ContainerCreating, so render seeds
+/// every ConfigMap a pod mounts.
+#[test]
+fn every_mounted_config_map_is_rendered() {
+    let rendered = render_text(VARS);
+    let rendered_maps: Vec<&Value> = all_objects(&rendered)
+        .filter(|v| v["kind"] == "ConfigMap")
+        .map(|v| &v["metadata"]["name"])
+        .collect();
+
+    let mut mounted = Vec::new();
+    for value in all_objects(&rendered) {
+        let pod = match value["kind"].as_str() {
+            Some("Deployment") => &value["spec"]["template"]["spec"],
+            Some("CronJob") => &value["spec"]["jobTemplate"]["spec"]["template"]["spec"],
+            _ => continue,
+        };
+        for volume in pod["volumes"].as_array().unwrap() {
+            for source in volume["projected"]["sources"].as_array().unwrap() {
+                if let Some(name) = source.get("configMap").map(|c| &c["name"]) {
+                    mounted.push(name.clone());
+                }
+            }
+        }
+    }
+
+    assert!(
+        mounted.contains(&Value::from("postern-endpoints")),
+        "{mounted:?}"
+    );
+    for name in &mounted {
+        assert!(
+            rendered_maps.contains(&name),
+            "{name} is mounted but not rendered"
+        );
+    }
+}
