@@ -384,3 +384,18 @@ fn render_mounts_identity_secrets() {
         assert_eq!(pod["containers"][0]["env"], expected_env, "{file_name}");
     }
 }
+
+/// The deploy guide's vars file names TLS files that exist only in the
+/// pods; render needs their paths, not their contents.
+#[test]
+fn render_skips_missing_tls_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("manifests");
+
+    let output = render(&fixture("cluster-vars.yaml"), &out);
+
+    assert!(output.status.success(), "stderr: {}", text(&output.stderr));
+    let deployment = object(&out, "public-gateway.yaml", "Deployment");
+    let sources = &deployment["spec"]["template"]["spec"]["volumes"][0]["projected"]["sources"];
+    assert_eq!(sources[1]["secret"]["name"], "postern-public-tls");
+}

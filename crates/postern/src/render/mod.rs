@@ -125,13 +125,15 @@ pub enum RenderError {
 }
 
 /// Validates a vars file, renders it and writes the manifests into `out`,
-/// creating the folder if needed.
+/// creating the folder if needed. The TLS files are not read, because only
+/// their paths go into the manifests and they usually exist only in the
+/// pods. The identity secrets are read, as every validation does.
 pub fn render_to_dir(vars: &Path, out: &Path, options: &Options) -> Result<Written, RenderError> {
     let text = std::fs::read_to_string(vars).map_err(|source| RenderError::Read {
         path: vars.to_owned(),
         source,
     })?;
-    let config = Config::from_text(vars, &text).map_err(RenderError::Config)?;
+    let config = Config::from_text_without_tls_files(vars, &text).map_err(RenderError::Config)?;
     let rendered = render(&config, &text, options)?;
 
     let source_name = vars

@@ -51,8 +51,9 @@ fn service_account(options: &Options) -> Document {
     }
 }
 
-/// Reads and rewrites the endpoints ConfigMap, and nothing else. `create`
-/// cannot be limited to one name, and render creates the ConfigMap.
+/// Reads and patches the endpoints ConfigMap, and nothing else: `postern
+/// reconcile` sends a GET and a merge PATCH. `create` cannot be limited to
+/// one name, and render creates the ConfigMap.
 fn role(options: &Options) -> Document {
     Document {
         comment: Vec::new(),
@@ -64,7 +65,7 @@ fn role(options: &Options) -> Document {
                 "apiGroups": [""],
                 "resources": ["configmaps"],
                 "resourceNames": [ENDPOINTS_CONFIG_MAP],
-                "verbs": ["get", "update", "patch"],
+                "verbs": ["get", "patch"],
             }],
         }),
     }

@@ -746,6 +746,22 @@ fn policy_without_identities_has_no_identity_rules() {
     }
 }
 
+#[test]
+fn reconcile_role_allows_get_and_patch_only() {
+    let rendered = render_text(VARS);
+    let role = object(
+        &rendered,
+        "reconcile-cronjob.yaml",
+        "Role",
+        "postern-reconcile",
+    );
+
+    assert_eq!(
+        role["rules"][0]["verbs"],
+        serde_json::json!(["get", "patch"])
+    );
+}
+
 /// `postern serve` does not start without its endpoints file. A pod whose
 /// ConfigMap is missing would wait in ContainerCreating, so render seeds
 /// every ConfigMap a pod mounts.
