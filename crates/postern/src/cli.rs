@@ -49,9 +49,11 @@ pub enum Command {
     },
     /// Write Kubernetes manifests for the gates that a vars file describes.
     ///
-    /// Validates the vars file as `check` does, then writes one YAML file
-    /// per group of objects into DIR and a Kustomization file that lists
-    /// them, so both `kubectl apply -f DIR` and kustomize overlays work.
+    /// Validates the vars file as `check` does, except that the TLS files
+    /// are not read, because they need to exist only in the pods. Then
+    /// writes one YAML file per group of objects into DIR and a
+    /// Kustomization file that lists them, so both `kubectl apply -f DIR`
+    /// and kustomize overlays work.
     /// Files of an earlier render that this one does not write are removed.
     /// The endpoints file is not read: in the cluster, the reconcile job
     /// writes it into a ConfigMap.

@@ -286,3 +286,116 @@ fn default_image_is_this_version() {
     );
     assert_eq!(deployment["metadata"]["namespace"], "postern");
 }
+
+/// Adds identities to the cluster example whose secrets come from files in
+/// `secrets/` and from two environment variables.
+fn cluster_vars_with_secrets(dir: &Path) -> PathBuf {
+    let vars = cluster_vars(dir);
+    let secrets = dir.join("secrets");
+    std::fs::create_dir_all(&secrets).unwrap();
+    std::fs::write(secrets.join("session-key"), "a".repeat(48)).unwrap();
+    std::fs::write(secrets.join("redis-password"), "redis-test-password\n").unwrap();
+    let signing = rcgen::KeyPair::generate().unwrap();
+    std::fs::write(secrets.join("signing.pem"), signing.serialize_pem()).unwrap();
+    let identities = "
+identities:
+  sessions:
+    keys:
+      - file: secrets/session-key
+      - env: POSTERN_OLD_SESSION_KEY
+    redis:
+      url: redis://redis.cache.svc.cluster.local:6379/0
+      password: {file: secrets/redis-password}
+  signing:
+    keys:
+      - id: k1
+        private_key: {file: secrets/signing.pem}
+  providers:
+    - name: dex
+      issuer: https://dex.example.com
+      client_id: postern
+      client_secret: {env: DEX_CLIENT_SECRET}
+";
+    let text = std::fs::read_to_string(&vars).unwrap() + identities;
+    std::fs::write(&vars, text).unwrap();
+    vars
+}
+
+/// Runs `postern render` with the environment variables that
+/// [`cluster_vars_with_secrets`] names.
+fn render_with_secret_env(vars: &Path, out: &Path) -> Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_postern"))
+        .args(["render", "--config", vars.to_str().unwrap(), "--out"])
+        .arg(out)
+        .env("POSTERN_OLD_SESSION_KEY", "b".repeat(48))
+        .env("DEX_CLIENT_SECRET", "dex-test-secret")
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn render_mounts_identity_secrets() {
+    let dir = tempfile::tempdir().unwrap();
+    let vars = cluster_vars_with_secrets(dir.path());
+    let out = dir.path().join("manifests");
+
+    let output = render_with_secret_env(&vars, &out);
+
+    assert!(output.status.success(), "stderr: {}", text(&output.stderr));
+    let expected_items = json!({
+        "name": "postern-identities",
+        "items": [
+            { "key": "session-key", "path": "secrets/session-key" },
+            { "key": "signing.pem", "path": "secrets/signing.pem" },
+            { "key": "redis-password", "path": "secrets/redis-password" },
+        ],
+    });
+    let expected_env = json!([
+        {
+            "name": "POSTERN_OLD_SESSION_KEY",
+            "valueFrom": { "secretKeyRef": { "name": "postern-identities", "key": "POSTERN_OLD_SESSION_KEY" } },
+        },
+        {
+            "name": "DEX_CLIENT_SECRET",
+            "valueFrom": { "secretKeyRef": { "name": "postern-identities", "key": "DEX_CLIENT_SECRET" } },
+        },
+    ]);
+    let pods = [
+        ("public-gateway.yaml", "Deployment", "/spec/template/spec"),
+        ("private-gateway.yaml", "Deployment", "/spec/template/spec"),
+        (
+            "reconcile-cronjob.yaml",
+            "CronJob",
+            "/spec/jobTemplate/spec/template/spec",
+        ),
+    ];
+    for (file_name, kind, pod_pointer) in pods {
+        let workload = object(&out, file_name, kind);
+        let pod = workload.pointer(pod_pointer).unwrap();
+        let sources = pod["volumes"][0]["projected"]["sources"]
+            .as_array()
+            .unwrap();
+        let identity_source = sources
+            .iter()
+            .find(|s| s["secret"]["name"] == "postern-identities")
+            .unwrap_or_else(|| panic!("{file_name}: no postern-identities source in {sources:?}"));
+        assert_eq!(identity_source["secret"], expected_items, "{file_name}");
+        assert_eq!(pod["volumes"][0]["name"], "etc-postern", "{file_name}");
+        assert_eq!(pod["containers"][0]["env"], expected_env, "{file_name}");
+    }
+}
+
+/// The deploy guide's vars file names TLS files that exist only in the
+/// pods; render needs their paths, not their contents.
+#[test]
+fn render_skips_missing_tls_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("manifests");
+
+    let output = render(&fixture("cluster-vars.yaml"), &out);
+
+    assert!(output.status.success(), "stderr: {}", text(&output.stderr));
+    let deployment = object(&out, "public-gateway.yaml", "Deployment");
+    let sources = &deployment["spec"]["template"]["spec"]["volumes"][0]["projected"]["sources"];
+    assert_eq!(sources[1]["secret"]["name"], "postern-public-tls");
+}

@@ -183,7 +183,13 @@ impl Config {
     /// run where those files are not mounted, such as the reconcile job.
     pub fn load_without_tls_files(path: &Path) -> Result<Config, Problems> {
         let text = read_text(path)?;
-        vars::decode(path, &text, vars::TlsCheck::Skip)
+        Config::from_text_without_tls_files(path, &text)
+    }
+
+    /// Validates vars text like [`Config::from_text`], but leaves the TLS
+    /// files unread, as [`Config::load_without_tls_files`] does.
+    pub fn from_text_without_tls_files(path: &Path, text: &str) -> Result<Config, Problems> {
+        vars::decode(path, text, vars::TlsCheck::Skip)
     }
 
     /// Enabled apps only.

@@ -3,7 +3,7 @@
 use serde_json::{Value, json};
 
 use super::gateway::Gate;
-use super::meta::{self, CONFIG_DIR, RUN_AS_ID, VARS_KEY};
+use super::meta::{self, CONFIG_DIR, IDENTITY_SECRET, RUN_AS_ID, VARS_KEY};
 use super::volumes::PodVolumes;
 use super::{Document, Options};
 use crate::config::Config;
@@ -20,6 +20,7 @@ pub(super) fn deployment(
     gate: &Gate<'_>,
     config: &Config,
     volumes: &PodVolumes,
+    env: &[Value],
     options: &Options,
 ) -> Document {
     let component = gate.component;
@@ -34,6 +35,9 @@ pub(super) fn deployment(
             "No `replicas`: the HorizontalPodAutoscaler below owns the count (at least".to_owned(),
             "2), and a fixed count here would undo its scaling on every apply.".to_owned(),
             "Mounted files have mode 0440 (defaultMode 288), readable through fsGroup.".to_owned(),
+            format!("Identity secrets, if any, come from the Secret {IDENTITY_SECRET}: a file:"),
+            "secret from the key named like the file, an env: secret from the key".to_owned(),
+            "named like the variable.".to_owned(),
         ],
         value: json!({
             "apiVersion": "apps/v1",
@@ -53,7 +57,7 @@ pub(super) fn deployment(
                         "terminationGracePeriodSeconds": grace,
                         "securityContext": pod_security_context(Some(gate.port.min(gate.admin_port))),
                         "topologySpreadConstraints": [zone_spread(&labels)],
-                        "containers": [container(gate, volumes, options)],
+                        "containers": [container(gate, volumes, env, options)],
                         "volumes": volumes.volumes,
                     },
                 },
@@ -72,8 +76,8 @@ pub(super) fn termination_grace_period_seconds(config: &Config) -> u64 {
     shutdown_seconds + TERMINATION_MARGIN_SECONDS
 }
 
-fn container(gate: &Gate<'_>, volumes: &PodVolumes, options: &Options) -> Value {
-    json!({
+fn container(gate: &Gate<'_>, volumes: &PodVolumes, env: &[Value], options: &Options) -> Value {
+    let mut container = json!({
         "name": "postern",
         "image": options.image,
         "imagePullPolicy": "IfNotPresent",
@@ -101,7 +105,11 @@ fn container(gate: &Gate<'_>, volumes: &PodVolumes, options: &Options) -> Value 
         },
         "securityContext": container_security_context(),
         "volumeMounts": volumes.mounts,
-    })
+    });
+    if !env.is_empty() {
+        container["env"] = json!(env);
+    }
+    container
 }
 
 /// Builds a container security context that allows no privilege gain, no

@@ -6,6 +6,8 @@
 
 use std::net::SocketAddr;
 
+use serde_json::Value;
+
 use super::meta::Component;
 use super::volumes::PodVolumes;
 use super::{Manifest, Options, deployment, scaling, service};
@@ -135,6 +137,7 @@ pub(super) fn manifest(
     gate: &Gate<'_>,
     config: &Config,
     volumes: &PodVolumes,
+    env: &[Value],
     options: &Options,
 ) -> Manifest {
     let file_name = match gate.component {
@@ -144,7 +147,7 @@ pub(super) fn manifest(
     Manifest {
         file_name,
         documents: vec![
-            deployment::deployment(gate, config, volumes, options),
+            deployment::deployment(gate, config, volumes, env, options),
             service::service(gate, config, options),
             scaling::pod_disruption_budget(gate, options),
             scaling::horizontal_pod_autoscaler(gate, options),

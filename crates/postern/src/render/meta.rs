@@ -16,6 +16,10 @@ pub(super) const VARS_KEY: &str = "vars.yaml";
 pub const ENDPOINTS_CONFIG_MAP: &str = "postern-endpoints";
 /// The key of the endpoints file in [`ENDPOINTS_CONFIG_MAP`].
 pub const ENDPOINTS_KEY: &str = "endpoints.yaml";
+/// The Secret that contains the session keys, signing keys, providers' client
+/// secrets and Redis password that the vars file reads from `file:` or
+/// `env:`. The operator creates it.
+pub(super) const IDENTITY_SECRET: &str = "postern-identities";
 /// The keys of a `kubernetes.io/tls` Secret.
 pub(super) const TLS_CERT_KEY: &str = "tls.crt";
 pub(super) const TLS_KEY_KEY: &str = "tls.key";

@@ -11,21 +11,26 @@
 //!
 //! Layout:
 //! - `meta`: names, labels and object metadata.
-//! - `volumes`: where the vars, endpoints and TLS files appear in a pod.
+//! - `volumes`: where the vars, endpoints, TLS and secret files appear in a
+//!   pod.
+//! - `secrets`: the identity secrets a pod reads from files or variables.
 //! - `config_maps`: the vars and endpoints ConfigMaps.
 //! - `gateway`: one gate's Deployment, Service, PodDisruptionBudget and
 //!   HorizontalPodAutoscaler, built by `deployment`, `service` and
 //!   `scaling`.
-//! - `network_policy`: what may reach each gate and what it may reach.
+//! - `network_policy`: what may reach each gate and what it may reach, with
+//!   `identity_egress` for the identity providers, JWKS and Redis.
 //! - `reconcile`: the CronJob that runs `postern reconcile`, and its RBAC.
 
 mod config_maps;
 mod deployment;
 mod gateway;
+mod identity_egress;
 mod meta;
 mod network_policy;
 mod reconcile;
 mod scaling;
+mod secrets;
 mod service;
 mod volumes;
 
@@ -120,13 +125,15 @@ pub enum RenderError {
 }
 
 /// Validates a vars file, renders it and writes the manifests into `out`,
-/// creating the folder if needed.
+/// creating the folder if needed. The TLS files are not read, because only
+/// their paths go into the manifests and they usually exist only in the
+/// pods. The identity secrets are read, as every validation does.
 pub fn render_to_dir(vars: &Path, out: &Path, options: &Options) -> Result<Written, RenderError> {
     let text = std::fs::read_to_string(vars).map_err(|source| RenderError::Read {
         path: vars.to_owned(),
         source,
     })?;
-    let config = Config::from_text(vars, &text).map_err(RenderError::Config)?;
+    let config = Config::from_text_without_tls_files(vars, &text).map_err(RenderError::Config)?;
     let rendered = render(&config, &text, options)?;
 
     let source_name = vars
@@ -157,12 +164,19 @@ pub fn render(
     let mut warnings = Vec::new();
 
     let gates = gateway::gates(config, &mut warnings).map_err(RenderError::Unsupported)?;
-    let files = volumes::gateway_files(config, vars_text);
+    let secrets = secrets::identity_secrets(vars_text).map_err(RenderError::Unsupported)?;
+    let files = volumes::gateway_files(config, vars_text, &secrets.files);
     let pod_volumes = volumes::PodVolumes::new(&files).map_err(RenderError::Unsupported)?;
 
     let mut manifests = vec![config_maps::manifest(config, vars_text, options)];
     for gate in &gates {
-        manifests.push(gateway::manifest(gate, config, &pod_volumes, options));
+        manifests.push(gateway::manifest(
+            gate,
+            config,
+            &pod_volumes,
+            &secrets.env,
+            options,
+        ));
     }
     manifests.push(network_policy::manifest(
         config,
@@ -171,7 +185,7 @@ pub fn render(
         &mut warnings,
     ));
     if config.private.is_some() {
-        manifests.push(reconcile::manifest(config, options));
+        manifests.push(reconcile::manifest(config, &secrets, options)?);
     }
     Ok(Rendered {
         manifests,

@@ -3,13 +3,17 @@
 //!
 //! The private gate keeps a one-way rule: only the cluster's VPC and the
 //! internal balancer's subnets may reach it, and it may reach only the
-//! upstreams of apps that opted in and DNS. The public gate accepts anyone
-//! on its port and may reach the upstreams of every enabled app and DNS.
+//! upstreams of apps that opted in, DNS, and the JWKS of trusted issuers.
+//! The public gate accepts anyone on its port and may reach the upstreams
+//! of every enabled app, DNS, and the identity services: trusted issuers'
+//! JWKS, sign-in providers and Redis.
 //!
 //! An upstream becomes a NetworkPolicy peer by its host: an IP address
 //! becomes a one-address `ipBlock`, and a Service name
 //! `<service>.<namespace>.svc[.<cluster domain>]` becomes its namespace.
 //! Other host names cannot be expressed, so they are reported as warnings.
+//! An identity service on such a host is allowed at any address on its
+//! port, because identity providers usually live outside the cluster.
 
 use std::net::IpAddr;
 
@@ -17,6 +21,7 @@ use ipnet::IpNet;
 use serde_json::{Value, json};
 
 use super::gateway::Gate;
+use super::identity_egress::{self, IdentityService};
 use super::meta::{self, Component};
 use super::{Document, Manifest, Options};
 use crate::config::{App, Config};
@@ -76,7 +81,14 @@ fn policy(
     warnings: &mut Vec<String>,
 ) -> Document {
     let component = gate.component;
-    let (egress, unreachable) = egress(gate, config);
+    let (mut egress, unreachable) = egress(gate, config);
+    let services = identity_egress::services(component, config);
+    for service in &services {
+        let rule = identity_egress::rule(service);
+        if !egress.contains(&rule) {
+            egress.push(rule);
+        }
+    }
     for (app, host) in &unreachable {
         warnings.push(format!(
             "app {app}: the upstream host {host} is neither an IP address nor a Service name \
@@ -86,7 +98,7 @@ fn policy(
         ));
     }
     Document {
-        comment: comment(component, &unreachable),
+        comment: comment(component, &unreachable, &services),
         value: json!({
             "apiVersion": "networking.k8s.io/v1",
             "kind": "NetworkPolicy",
@@ -101,19 +113,23 @@ fn policy(
     }
 }
 
-fn comment(component: Component, unreachable: &[(String, String)]) -> Vec<String> {
+fn comment(
+    component: Component,
+    unreachable: &[(String, String)],
+    services: &[IdentityService],
+) -> Vec<String> {
     let mut lines = match component {
         Component::PrivateGateway => vec![
             "The private gate: only cluster.vpc_cidrs and the internal balancer's".to_owned(),
-            "subnets may connect, and the pods may connect only to DNS and to the".to_owned(),
-            "upstreams of apps with settings.allow_private_gateway.".to_owned(),
+            "subnets may connect, and the pods may connect only to DNS, to the".to_owned(),
+            "upstreams of apps with settings.allow_private_gateway, and to the JWKS".to_owned(),
+            "of identities.jwt_issuers, which /readyz waits for in every process.".to_owned(),
         ],
-        // TODO: allow the identity providers' addresses once the public gate
-        // calls any. Today it checks static tokens only.
         _ => vec![
             "The public gate: anyone may connect to the gate port, and the pods may".to_owned(),
-            "connect only to DNS and to the upstreams of enabled apps. No identity".to_owned(),
-            "provider is allowed because the gate calls none yet.".to_owned(),
+            "connect only to DNS, to the upstreams of enabled apps, and to the".to_owned(),
+            "identity services below: trusted issuers' JWKS, sign-in providers and".to_owned(),
+            "Redis.".to_owned(),
         ],
     };
     lines.extend([
@@ -123,6 +139,7 @@ fn comment(component: Component, unreachable: &[(String, String)]) -> Vec<String
         "the rule of an app whose Service port differs from its targetPort. With".to_owned(),
         "NodeLocal DNSCache, patch the DNS rule to allow its link-local address.".to_owned(),
     ]);
+    lines.extend(identity_egress::comment(services));
     for (app, host) in unreachable {
         lines.push(format!("Not allowed: app {app}, upstream host {host}."));
     }
@@ -208,7 +225,7 @@ fn dns_rule() -> Value {
     })
 }
 
-fn peer_value(peer: &Peer) -> Value {
+pub(super) fn peer_value(peer: &Peer) -> Value {
     match peer {
         Peer::Namespace(namespace) => json!({
             "namespaceSelector": {
@@ -223,7 +240,7 @@ fn ip_blocks(networks: &[IpNet]) -> Vec<Value> {
     networks.iter().map(ip_block).collect()
 }
 
-fn ip_block(network: &IpNet) -> Value {
+pub(super) fn ip_block(network: &IpNet) -> Value {
     json!({ "ipBlock": { "cidr": network.to_string() } })
 }
 

@@ -6,8 +6,9 @@ use serde_json::{Value, json};
 
 use super::deployment::{container_security_context, pod_security_context};
 use super::meta::{self, CONFIG_DIR, Component, ENDPOINTS_CONFIG_MAP, VARS_KEY};
+use super::secrets::IdentitySecrets;
 use super::volumes::{PodVolumes, vars_file};
-use super::{Document, Manifest, Options};
+use super::{Document, Manifest, Options, RenderError};
 use crate::config::Config;
 
 pub(super) const FILE_NAME: &str = "reconcile-cronjob.yaml";
@@ -19,16 +20,20 @@ const ACTIVE_DEADLINE_SECONDS: u64 = 240;
 
 const COMPONENT: Component = Component::Reconcile;
 
-pub(super) fn manifest(config: &Config, options: &Options) -> Manifest {
-    Manifest {
+pub(super) fn manifest(
+    config: &Config,
+    secrets: &IdentitySecrets,
+    options: &Options,
+) -> Result<Manifest, RenderError> {
+    Ok(Manifest {
         file_name: FILE_NAME,
         documents: vec![
             service_account(options),
             role(options),
             role_binding(options),
-            cron_job(config, options),
+            cron_job(config, secrets, options)?,
         ],
-    }
+    })
 }
 
 fn service_account(options: &Options) -> Document {
@@ -46,8 +51,9 @@ fn service_account(options: &Options) -> Document {
     }
 }
 
-/// Reads and rewrites the endpoints ConfigMap, and nothing else. `create`
-/// cannot be limited to one name, and render creates the ConfigMap.
+/// Reads and patches the endpoints ConfigMap, and nothing else: `postern
+/// reconcile` sends a GET and a merge PATCH. `create` cannot be limited to
+/// one name, and render creates the ConfigMap.
 fn role(options: &Options) -> Document {
     Document {
         comment: Vec::new(),
@@ -59,7 +65,7 @@ fn role(options: &Options) -> Document {
                 "apiGroups": [""],
                 "resources": ["configmaps"],
                 "resourceNames": [ENDPOINTS_CONFIG_MAP],
-                "verbs": ["get", "update", "patch"],
+                "verbs": ["get", "patch"],
             }],
         }),
     }
@@ -89,15 +95,21 @@ fn role_binding(options: &Options) -> Document {
 /// `postern reconcile` writes the endpoints file into the ConfigMap through
 /// the Kubernetes API, with this pod's service account, and validates the
 /// vars file without reading the TLS files, which this pod does not mount.
-fn cron_job(config: &Config, options: &Options) -> Document {
+/// Validation does read the identity secrets, so the pod gets them too.
+fn cron_job(
+    config: &Config,
+    secrets: &IdentitySecrets,
+    options: &Options,
+) -> Result<Document, RenderError> {
     let labels = meta::labels(Some(COMPONENT));
     let hostname = &config.cluster.hostname;
-    Document {
+    Ok(Document {
         comment: vec![
             "Runs `postern reconcile` every 5 minutes, one run at a time. It brings".to_owned(),
             format!("the PrivateLink endpoint service of {hostname} in line"),
             format!("with the vars file and writes the endpoints into the {ENDPOINTS_CONFIG_MAP}"),
-            "ConfigMap. The pod mounts the vars file only, and no TLS files.".to_owned(),
+            "ConfigMap. The pod mounts the vars file and the identity secrets that".to_owned(),
+            "validating it reads, and no TLS files.".to_owned(),
         ],
         value: json!({
             "apiVersion": "batch/v1",
@@ -115,19 +127,20 @@ fn cron_job(config: &Config, options: &Options) -> Document {
                         "activeDeadlineSeconds": ACTIVE_DEADLINE_SECONDS,
                         "template": {
                             "metadata": { "labels": labels },
-                            "spec": pod_spec(options),
+                            "spec": pod_spec(secrets, options)?,
                         },
                     },
                 },
             },
         }),
-    }
+    })
 }
 
-fn pod_spec(options: &Options) -> Value {
-    let volumes = PodVolumes::new(&[vars_file()])
-        .expect("one file in /etc/postern collides with nothing and hides no image folder");
-    json!({
+fn pod_spec(secrets: &IdentitySecrets, options: &Options) -> Result<Value, RenderError> {
+    let mut files = vec![vars_file()];
+    files.extend_from_slice(&secrets.files);
+    let volumes = PodVolumes::new(&files).map_err(RenderError::Unsupported)?;
+    let mut spec = json!({
         "serviceAccountName": COMPONENT.object_name(),
         "restartPolicy": "Never",
         "enableServiceLinks": false,
@@ -151,5 +164,9 @@ fn pod_spec(options: &Options) -> Value {
             "volumeMounts": volumes.mounts,
         }],
         "volumes": volumes.volumes,
-    })
+    });
+    if !secrets.env.is_empty() {
+        spec["containers"][0]["env"] = json!(secrets.env);
+    }
+    Ok(spec)
 }

@@ -651,3 +651,152 @@ fn private_balancer_sends_proxy_header_without_trusted_sources() {
         rendered.warnings
     );
 }
+
+/// VARS with identity services: a trusted issuer, a sign-in provider and
+/// Redis sessions.
+fn with_identities() -> String {
+    format!(
+        "{VARS}identities:
+  jwt_issuers:
+    - name: corp
+      issuer: https://login.corp.example
+      audiences: [postern]
+  sessions:
+    keys:
+      - insecure_inline: 0123456789abcdef0123456789abcdef
+    redis:
+      url: redis://redis.cache.svc.cluster.local:6380/0
+  providers:
+    - name: dex
+      issuer: https://dex.example.com:8443/dex
+      client_id: postern
+      client_secret: {{insecure_inline: test-only}}
+"
+    )
+}
+
+fn egress_rules(rendered: &Rendered, name: &str) -> Vec<Value> {
+    let policy = object(rendered, "networkpolicies.yaml", "NetworkPolicy", name);
+    policy["spec"]["egress"].as_array().unwrap().clone()
+}
+
+fn any_address_rule(port: u16) -> Value {
+    serde_json::json!({
+        "to": [
+            { "ipBlock": { "cidr": "0.0.0.0/0" } },
+            { "ipBlock": { "cidr": "::/0" } },
+        ],
+        "ports": [{ "protocol": "TCP", "port": port }],
+    })
+}
+
+#[test]
+fn public_policy_reaches_identity_services() {
+    let rendered = render_text(&with_identities());
+
+    let egress = egress_rules(&rendered, "postern-public");
+
+    // DNS, litellm, mlflow, then the issuer, the provider and Redis.
+    assert_eq!(egress.len(), 6, "{egress:?}");
+    assert_eq!(egress[0]["ports"][0]["port"], 53);
+    assert_eq!(egress[3], any_address_rule(443));
+    assert_eq!(egress[4], any_address_rule(8443));
+    assert_eq!(
+        egress[5]["to"][0]["namespaceSelector"]["matchLabels"]["kubernetes.io/metadata.name"],
+        "cache"
+    );
+    assert_eq!(egress[5]["ports"][0]["port"], 6380);
+}
+
+#[test]
+fn private_policy_reaches_issuer_jwks_only() {
+    let rendered = render_text(&with_identities());
+
+    let egress = egress_rules(&rendered, "postern-private");
+
+    // DNS, litellm, then the issuer's JWKS, which /readyz waits for.
+    assert_eq!(egress.len(), 3, "{egress:?}");
+    assert_eq!(egress[2], any_address_rule(443));
+}
+
+#[test]
+fn policy_comment_names_any_address_services() {
+    let rendered = render_text(&with_identities());
+    let manifest = file(&rendered, "networkpolicies.yaml");
+
+    let public = manifest.documents[0].comment.join("\n");
+
+    assert!(
+        public.contains("identity provider dex, dex.example.com port 8443, at ANY address"),
+        "{public}"
+    );
+    assert!(
+        public.contains("Redis sessions, redis.cache.svc.cluster.local port 6380."),
+        "{public}"
+    );
+    assert!(!public.contains("calls none"), "{public}");
+}
+
+#[test]
+fn policy_without_identities_has_no_identity_rules() {
+    let rendered = render_text(VARS);
+
+    for rule in egress_rules(&rendered, "postern-public") {
+        assert_ne!(rule["to"][0]["ipBlock"]["cidr"], "0.0.0.0/0", "{rule}");
+    }
+}
+
+#[test]
+fn reconcile_role_allows_get_and_patch_only() {
+    let rendered = render_text(VARS);
+    let role = object(
+        &rendered,
+        "reconcile-cronjob.yaml",
+        "Role",
+        "postern-reconcile",
+    );
+
+    assert_eq!(
+        role["rules"][0]["verbs"],
+        serde_json::json!(["get", "patch"])
+    );
+}
+
+/// `postern serve` does not start without its endpoints file. A pod whose
+/// ConfigMap is missing would wait in ContainerCreating, so render seeds
+/// every ConfigMap a pod mounts.
+#[test]
+fn every_mounted_config_map_is_rendered() {
+    let rendered = render_text(VARS);
+    let rendered_maps: Vec<&Value> = all_objects(&rendered)
+        .filter(|v| v["kind"] == "ConfigMap")
+        .map(|v| &v["metadata"]["name"])
+        .collect();
+
+    let mut mounted = Vec::new();
+    for value in all_objects(&rendered) {
+        let pod = match value["kind"].as_str() {
+            Some("Deployment") => &value["spec"]["template"]["spec"],
+            Some("CronJob") => &value["spec"]["jobTemplate"]["spec"]["template"]["spec"],
+            _ => continue,
+        };
+        for volume in pod["volumes"].as_array().unwrap() {
+            for source in volume["projected"]["sources"].as_array().unwrap() {
+                if let Some(name) = source.get("configMap").map(|c| &c["name"]) {
+                    mounted.push(name.clone());
+                }
+            }
+        }
+    }
+
+    assert!(
+        mounted.contains(&Value::from("postern-endpoints")),
+        "{mounted:?}"
+    );
+    for name in &mounted {
+        assert!(
+            rendered_maps.contains(&name),
+            "{name} is mounted but not rendered"
+        );
+    }
+}

@@ -1,4 +1,5 @@
-//! The paths, inside a pod, of the files that a vars file names.
+//! The paths, inside a pod, of the files that a vars file names: the vars
+//! file, TLS files, the endpoints file and the identity secrets.
 //!
 //! The pod reads the vars file at `/etc/postern/vars.yaml`, so a relative
 //! path in it resolves against `/etc/postern`, and an absolute path stays as
@@ -52,9 +53,9 @@ pub(super) struct PodFile {
     /// Absolute and normalized path inside the pod.
     pub path: PathBuf,
     pub source: Source,
-    pub key: &'static str,
+    pub key: String,
     /// The vars key that names the file, for error messages.
-    pub setting: &'static str,
+    pub setting: String,
 }
 
 /// A ConfigMap or Secret, by name.
@@ -73,14 +74,18 @@ pub(super) struct PodVolumes {
 }
 
 /// Lists the files a gateway pod reads at start: the vars file, every TLS
-/// file the vars file names, and the endpoints file when the private gate is
-/// on.
+/// file the vars file names, the endpoints file when the private gate is
+/// on, and the identity secret files in `secret_files`.
 ///
 /// NOTE: both gates' pods get all of them, because `postern serve` validates
 /// the whole vars file at start, including the other gate's TLS files, and
 /// so does every reload. A gate that has its own pods should need only its
 /// own files.
-pub(super) fn gateway_files(config: &Config, vars_text: &str) -> Vec<PodFile> {
+pub(super) fn gateway_files(
+    config: &Config,
+    vars_text: &str,
+    secret_files: &[PodFile],
+) -> Vec<PodFile> {
     let raw = RawPaths::parse(vars_text);
     let mut files = vec![vars_file()];
 
@@ -91,8 +96,8 @@ pub(super) fn gateway_files(config: &Config, vars_text: &str) -> Vec<PodFile> {
             files.push(PodFile {
                 path: pod_path(&raw),
                 source: Source::Secret(component.tls_secret_name()),
-                key,
-                setting,
+                key: key.to_owned(),
+                setting: setting.to_owned(),
             });
         }
     }
@@ -102,10 +107,11 @@ pub(super) fn gateway_files(config: &Config, vars_text: &str) -> Vec<PodFile> {
         files.push(PodFile {
             path: pod_path(&raw),
             source: Source::ConfigMap(ENDPOINTS_CONFIG_MAP.to_owned()),
-            key: ENDPOINTS_KEY,
-            setting: ENDPOINTS_SETTING,
+            key: ENDPOINTS_KEY.to_owned(),
+            setting: ENDPOINTS_SETTING.to_owned(),
         });
     }
+    files.extend_from_slice(secret_files);
     files
 }
 
@@ -114,8 +120,8 @@ pub(super) fn vars_file() -> PodFile {
     PodFile {
         path: Path::new(CONFIG_DIR).join(VARS_KEY),
         source: Source::ConfigMap(VARS_CONFIG_MAP.to_owned()),
-        key: VARS_KEY,
-        setting: "the vars file",
+        key: VARS_KEY.to_owned(),
+        setting: "the vars file".to_owned(),
     }
 }
 
@@ -157,7 +163,7 @@ impl PodVolumes {
                 let setting = files
                     .iter()
                     .find(|f| f.path.parent() == Some(root.as_path()))
-                    .map_or("a file", |f| f.setting);
+                    .map_or("a file", |f| f.setting.as_str());
                 return Err(format!(
                     "{setting} is in {}, and mounting a volume there would hide the image's own \
                      files; put it in a folder of its own, such as {CONFIG_DIR}/tls",
@@ -279,22 +285,27 @@ fn projected_sources(root: &Path, files: &[&PodFile]) -> Vec<Value> {
 /// The vars file as plain YAML, to read paths as written, before
 /// `postern` resolves them against the folder the file was read from.
 #[derive(Debug)]
-struct RawPaths(Value);
+pub(super) struct RawPaths(Value);
 
 // === impl RawPaths ===
 
 impl RawPaths {
     /// Parses vars text that has already been validated, so it parses. Text
     /// that does not parse yields no paths.
-    fn parse(vars_text: &str) -> RawPaths {
+    pub(super) fn parse(vars_text: &str) -> RawPaths {
         RawPaths(serde_saphyr::from_str(vars_text).unwrap_or(Value::Null))
+    }
+
+    /// Looks up the value at a JSON pointer such as `/identities/providers`.
+    pub(super) fn value(&self, pointer: &str) -> Option<&Value> {
+        self.0.pointer(pointer)
     }
 
     /// Looks up the string at a dotted key path such as
     /// `gateways.public.tls.cert`.
     fn string(&self, setting: &str) -> Option<String> {
         let pointer = format!("/{}", setting.replace('.', "/"));
-        self.0.pointer(&pointer)?.as_str().map(str::to_owned)
+        self.value(&pointer)?.as_str().map(str::to_owned)
     }
 }
 
@@ -302,12 +313,12 @@ impl RawPaths {
 mod tests {
     use super::*;
 
-    fn file(path: &str, source: Source, key: &'static str) -> PodFile {
+    fn file(path: &str, source: Source, key: &str) -> PodFile {
         PodFile {
             path: PathBuf::from(path),
             source,
-            key,
-            setting: "test.setting",
+            key: key.to_owned(),
+            setting: "test.setting".to_owned(),
         }
     }
 
