@@ -32,8 +32,8 @@ fn entry(name: &str, hash: &str) -> String {
          identities:\n\
          \x20 users:\n\
          \x20   - name: {name}\n\
-         \x20     email: {name}@example.com\n\
-         \x20     groups: []\n\
+         \x20     # email: {name}@your-domain.example\n\
+         \x20     # groups: [your-group]\n\
          \x20     password_argon2id: \"{hash}\"\n"
     )
 }
