@@ -192,6 +192,13 @@ impl Sessions {
     pub fn strip_cookies(&self, headers: &mut HeaderMap) {
         self.codec.strip(headers);
     }
+
+    /// Removes an app's Set-Cookie lines for postern's own cookies from its
+    /// response, so that no app can sign people out or plant a session;
+    /// returns how many.
+    pub fn strip_set_cookies(&self, headers: &mut HeaderMap) -> usize {
+        self.codec.strip_set_cookies(headers)
+    }
 }
 
 /// Reads the Redis id from an opened session cookie: 64 hex digits, or
