@@ -196,6 +196,7 @@ async fn decide(
         public_scheme(conn, parts),
         parts,
         None,
+        crate::signin::credential::Mode::Serve,
         &mut decision::NoTrace,
     )
     .await;
