@@ -178,8 +178,18 @@ async fn explain(
         Some(_) => "https",
         None => "http",
     };
-    let (facts, result) =
-        decision::evaluate(snapshot, gate, scheme, parts, identity, &mut Printer).await;
+    // Read-only: explaining a request must not refresh or end the
+    // session its cookie carries, at the provider or in the store.
+    let (facts, result) = decision::evaluate(
+        snapshot,
+        gate,
+        scheme,
+        parts,
+        identity,
+        crate::signin::credential::Mode::ReadOnly,
+        &mut Printer,
+    )
+    .await;
     match result {
         Ok(Next::Forward(route)) => {
             println!(

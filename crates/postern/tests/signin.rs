@@ -16,6 +16,8 @@ use support::*;
 const COOKIE: &str = "_postern";
 /// The key that seals the gateway's session cookies.
 const SESSION_KEY: &str = "session-key-0123456789abcdef0123456789";
+/// The password of the tests' Redis servers.
+const REDIS_PASSWORD: &str = "redis-test-password-0001";
 
 /// A signed-in browser's world: the provider, the gateway, two apps.
 struct World {
@@ -32,11 +34,23 @@ impl World {
     /// Starts everything; the provider's access tokens live
     /// `access_token_ttl` seconds.
     async fn start(access_token_ttl: u64) -> World {
+        World::start_with(access_token_ttl, None).await
+    }
+
+    /// Starts everything like [`World::start`], with the sessions in
+    /// `redis` when given.
+    async fn start_with(access_token_ttl: u64, redis: Option<&RedisServer>) -> World {
         let idp = Idp::start().await;
         let echo = EchoServer::start().await;
         let other = EchoServer::start().await;
+        let store = redis.map_or(String::new(), |r| {
+            format!(
+                "    redis:\n      url: redis://{}\n      password: {{file: redis.pass}}\n",
+                r.addr
+            )
+        });
         let identities = format!(
-            "  sessions:\n    keys:\n      - insecure_inline: {SESSION_KEY}\n\
+            "  sessions:\n    keys:\n      - insecure_inline: {SESSION_KEY}\n{store}\
              \x20 providers:\n    - name: idp\n      issuer: {}\n      client_id: postern\n\
              \x20     client_secret: {{insecure_inline: postern-secret}}\n\
              \x20     scopes: [openid, email, profile, groups]\n",
@@ -46,6 +60,7 @@ impl World {
             .app(AppSpec::new("echo", echo.addr).private())
             .app(AppSpec::new("other", other.addr))
             .identities(&identities)
+            .file("redis.pass", REDIS_PASSWORD)
             .start()
             .await;
         idp.register_postern(&origin(&gateway, "auth"), access_token_ttl)
@@ -407,4 +422,184 @@ async fn key_rotation_bad_cookies_and_open_redirects() {
         echoed(&page).header("x-auth-request-user").as_deref(),
         Some("bob")
     );
+}
+
+/// Set-Cookie lines of a response.
+fn set_cookies(response: &HttpResponse) -> Vec<String> {
+    response
+        .headers
+        .get_all("set-cookie")
+        .iter()
+        .map(|v| v.to_str().unwrap().to_owned())
+        .collect()
+}
+
+/// Starts a sign-in without a browser: the flow cookie and the state the
+/// callback must carry.
+async fn start_flow(gateway: &Gateway) -> (String, String) {
+    let host = format!("{}:{}", public_host("auth"), gateway.public.port());
+    let started = get(gateway.public, &host, "/oauth2/start?rd=/", &[]).await;
+    assert_eq!(started.status, 302, "{}", started.text());
+    let location = url::Url::parse(started.header("location").unwrap()).unwrap();
+    let state = location
+        .query_pairs()
+        .find(|(k, _)| k == "state")
+        .unwrap()
+        .1
+        .into_owned();
+    (cookie_header(&started), state)
+}
+
+/// Sends the provider's redirect back to the callback, with a code the
+/// provider never issued. Waits longer than other requests: the gateway
+/// waits up to 10 s for the provider here.
+async fn callback(gateway: &Gateway, flow: &(String, String)) -> (u16, String) {
+    let host = format!("{}:{}", public_host("auth"), gateway.public.port());
+    let path = format!("/oauth2/callback?code=never-issued&state={}", flow.1);
+    let request = raw_get(&host, &path, &format!("Cookie: {}\r\n", flow.0));
+    let mut stream = connect_from(LOCALHOST, gateway.public).await;
+    let (bytes, closed) = raw_exchange_within(&mut stream, &request, Duration::from_secs(20)).await;
+    assert!(closed, "no callback response in time");
+    let response = RawResponse::parse(&bytes);
+    (
+        response.status,
+        String::from_utf8_lossy(&response.body).into_owned(),
+    )
+}
+
+#[tokio::test]
+async fn provider_outage_keeps_sessions_and_fails_sign_ins_clearly() {
+    let mut w = World::start(12).await;
+    let echo_origin = origin(&w.gateway, "echo");
+    w.sign_in(&format!("{echo_origin}/"), "alice").await;
+    let cookie = w.cookie_header().await;
+    let navigation = [("cookie", cookie.as_str()), ("accept", "text/html")];
+
+    // A code the provider refuses is still a failed sign-in.
+    let (status, page) = callback(&w.gateway, &start_flow(&w.gateway).await).await;
+    assert_eq!(status, 401, "{page}");
+
+    // The provider hangs while a refresh is due: the session is served,
+    // as it is, until its own end.
+    let flow = start_flow(&w.gateway).await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    w.idp.signal("STOP");
+    let served = get_with(&w.gateway, "echo", &navigation).await;
+    assert_eq!(served.status, 200, "{}", served.text());
+    assert_eq!(
+        served.echo().header("x-auth-request-user").as_deref(),
+        Some("alice")
+    );
+    assert!(
+        set_cookies(&served).is_empty(),
+        "{:?}",
+        set_cookies(&served)
+    );
+
+    // Within the back-off the next request does not wait for the provider.
+    let started = std::time::Instant::now();
+    let again = get_with(&w.gateway, "echo", &navigation).await;
+    assert_eq!(again.status, 200, "{}", again.text());
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "{:?}",
+        started.elapsed()
+    );
+
+    // A sign-in cannot finish: 504 while the provider does not answer...
+    let (status, page) = callback(&w.gateway, &flow).await;
+    assert_eq!(status, 504, "{page}");
+    assert!(page.contains("did not answer in time"), "{page}");
+
+    // ...and 502 once it is gone.
+    w.idp.signal("KILL");
+    let (status, page) = callback(&w.gateway, &flow).await;
+    assert_eq!(status, 502, "{page}");
+    assert!(page.contains("cannot be reached"), "{page}");
+
+    // After the back-off the refresh is tried again, and the session is
+    // still served.
+    // The back-off (signin::refresh::BACKOFF) is 5 s.
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let later = get_with(&w.gateway, "echo", &navigation).await;
+    assert_eq!(later.status, 200, "{}", later.text());
+    let warnings = w
+        .gateway
+        .diagnostics()
+        .iter()
+        .filter(|l| {
+            l["message"]
+                .as_str()
+                .is_some_and(|m| m.starts_with("Refresh not possible now"))
+        })
+        .count();
+    assert_eq!(warnings, 2, "{}", w.gateway.stderr_text());
+}
+
+#[tokio::test]
+async fn redis_refresh_keeps_the_session_id_and_explain_changes_nothing() {
+    let redis = RedisServer::start(REDIS_PASSWORD);
+    let mut w = World::start_with(12, Some(&redis)).await;
+    let echo_origin = origin(&w.gateway, "echo");
+    w.sign_in(&format!("{echo_origin}/"), "alice").await;
+    let cookie = w.cookie_header().await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+
+    // `postern explain` with the cookie reports the due refresh and
+    // neither refreshes at the provider nor touches the stored session.
+    let vars = w.gateway.vars_path();
+    let host = format!("{}:{}", public_host("echo"), w.gateway.public.port());
+    let header = format!("Cookie: {cookie}");
+    let args: Vec<String> = [
+        "explain",
+        "--config",
+        vars.to_str().unwrap(),
+        "--gate",
+        "public",
+        "--host",
+        &host,
+        "-H",
+        &header,
+    ]
+    .map(str::to_owned)
+    .to_vec();
+    let output = tokio::task::spawn_blocking(move || {
+        postern(&args.iter().map(String::as_str).collect::<Vec<_>>())
+    })
+    .await
+    .unwrap();
+    let printed = text(&output.stdout);
+    assert!(
+        printed.contains(
+            "session: session valid; provider refresh due, the server would refresh it now"
+        ),
+        "{printed}\n{}",
+        text(&output.stderr)
+    );
+    assert!(printed.contains("outcome: allow"), "{printed}");
+    assert_eq!(w.idp.stats().await["refreshes"], 0);
+
+    // Parallel requests with the cookie once the refresh is due: one
+    // refresh, every request served, and the cookie stays as it is
+    // because the session keeps its id.
+    let headers = [("cookie", cookie.as_str())];
+    let requests = (0..6).map(|_| get_with(&w.gateway, "echo", &headers));
+    for response in futures_util::future::join_all(requests).await {
+        assert_eq!(response.status, 200, "{}", response.text());
+        assert!(
+            set_cookies(&response).is_empty(),
+            "{:?}",
+            set_cookies(&response)
+        );
+    }
+    // Requests sent with the same cookie afterwards still work.
+    let after = get_with(&w.gateway, "echo", &headers).await;
+    assert_eq!(after.status, 200, "{}", after.text());
+    assert_eq!(
+        after.echo().header("x-auth-request-user").as_deref(),
+        Some("alice")
+    );
+    let stats = w.idp.stats().await;
+    assert_eq!(stats["refreshes"], 1, "{stats}");
+    assert_eq!(stats["refresh_failures"], 0, "{stats}");
 }

@@ -20,7 +20,10 @@ use crate::identity;
 use crate::policy::admission::Gate;
 use crate::routing::{Route, request_host};
 use crate::runtime::state::Snapshot;
-use crate::signin::{self, credential::SessionCredential};
+use crate::signin::{
+    self,
+    credential::{Mode, Refresh, SessionCredential},
+};
 
 /// The destination of a request that passed every check.
 pub enum Next {
@@ -120,13 +123,15 @@ impl Trace for NoTrace {
 /// `described` replaces the credential step: `postern explain` passes
 /// an identity that the user described instead of a credential.
 /// `scheme` is the scheme of the public gate's URLs in the browser, for
-/// the return address of a sign-in.
+/// the return address of a sign-in. `mode` is [`Mode::ReadOnly`] for
+/// `postern explain`, which must change no session.
 pub async fn evaluate(
     snapshot: &Snapshot,
     gate: Gate,
     scheme: &'static str,
     parts: &mut Parts,
     described: Option<Identity>,
+    mode: Mode,
     trace: &mut impl Trace,
 ) -> (Facts, Result<Next, Denial>) {
     let mut facts = Facts::default();
@@ -134,6 +139,7 @@ pub async fn evaluate(
         gate,
         scheme,
         described,
+        mode,
     };
     let result = steps(snapshot, request, parts, trace, &mut facts).await;
     (facts, result)
@@ -144,6 +150,7 @@ struct Request {
     gate: Gate,
     scheme: &'static str,
     described: Option<Identity>,
+    mode: Mode,
 }
 
 async fn steps(
@@ -313,10 +320,11 @@ async fn credential(
     // session cookie may prove who is calling.
     let mut clear_cookies = Vec::new();
     if matches!(error, AuthError::Missing | AuthError::UnknownAuthorization) {
-        match signin::credential::session(identities, &parts.headers).await {
+        match signin::credential::session(identities, &parts.headers, request.mode).await {
             SessionCredential::Valid {
                 identity,
                 set_cookies,
+                refresh,
             } => {
                 trace.step(
                     "credential",
@@ -325,6 +333,7 @@ async fn credential(
                         identity.name, identity.method
                     ),
                 );
+                trace.step("session", format_args!("{}", refresh_note(refresh)));
                 if !set_cookies.is_empty() {
                     parts.extensions.insert(SessionCookies(set_cookies));
                 }
@@ -366,6 +375,20 @@ async fn credential(
         kind,
         clear_cookies,
     })
+}
+
+fn refresh_note(refresh: Refresh) -> &'static str {
+    match refresh {
+        Refresh::NotDue => "session valid",
+        Refresh::Refreshed => "session valid; refreshed at the provider",
+        Refresh::Deferred => {
+            "session valid; the provider could not be reached for its refresh, so the session is \
+             served until its own end"
+        }
+        Refresh::DueNotRun => {
+            "session valid; provider refresh due, the server would refresh it now"
+        }
+    }
 }
 
 /// Builds the sign-in address for a browser navigation, with the address

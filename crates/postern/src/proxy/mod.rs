@@ -117,6 +117,13 @@ pub async fn handle(
     // A refreshed session's cookies go out with the app's response.
     let refreshed = parts.extensions.remove::<decision::SessionCookies>();
     let mut response = forward::forward(&conn, &route, parts, body, assertion, &mut exchange).await;
+    if let Some(sessions) = &snapshot.identities.sessions {
+        let dropped = sessions.strip_set_cookies(response.headers_mut());
+        if dropped > 0 {
+            tracing::info!(app = %route.app, request_id = %exchange.record.request_id, dropped,
+                "Dropped the app's Set-Cookie for postern's own cookies");
+        }
+    }
     if let Some(decision::SessionCookies(cookies)) = refreshed {
         crate::signin::set_cookies(&mut response, cookies);
     }
@@ -189,6 +196,7 @@ async fn decide(
         public_scheme(conn, parts),
         parts,
         None,
+        crate::signin::credential::Mode::Serve,
         &mut decision::NoTrace,
     )
     .await;

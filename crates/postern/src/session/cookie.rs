@@ -9,7 +9,7 @@
 //! missing, cut short or taken from another session fails the tag.
 
 use cookie::{Cookie, CookieJar, Key, SameSite};
-use http::header::COOKIE;
+use http::header::{COOKIE, SET_COOKIE};
 use http::{HeaderMap, HeaderValue};
 
 use super::SessionError;
@@ -21,6 +21,9 @@ const MAX_COOKIE_BYTES: usize = 4000;
 /// Most chunks one session may take. Past it the session is refused rather
 /// than making every request's Cookie header huge.
 pub const MAX_CHUNKS: usize = 8;
+/// Most cookies of the session's name tried in one request, so a request
+/// full of same-named cookies costs a bounded number of decryptions.
+const MAX_CANDIDATES: usize = 4;
 /// Path of the sign-in flow's cookie on the auth host.
 const FLOW_PATH: &str = "/oauth2/";
 
@@ -74,27 +77,32 @@ impl CookieCodec {
         &self.name
     }
 
-    /// Opens the session cookie, rejoining chunks.
+    /// Opens the session cookie, rejoining chunks. Every cookie of the
+    /// session's name is tried, up to [`MAX_CANDIDATES`], so that a junk
+    /// cookie of that name sent first (another app can set one for the
+    /// parent domain) does not hide the real one.
     pub fn open_session(&self, headers: &HeaderMap) -> Option<String> {
         let cookies = request_cookies(headers);
+        let whole = cookies
+            .iter()
+            .filter(|(n, _)| *n == self.name)
+            .take(MAX_CANDIDATES)
+            .find_map(|(_, v)| self.open(&self.name, v));
+        if whole.is_some() {
+            return whole;
+        }
         let find = |name: &str| cookies.iter().find(|(n, _)| *n == name).map(|(_, v)| *v);
-        let sealed = match find(&self.name) {
-            Some(value) => value.to_owned(),
-            None => {
-                let mut joined = String::new();
-                for i in 0..MAX_CHUNKS {
-                    match find(&self.chunk_name(i)) {
-                        Some(part) => joined.push_str(part),
-                        None => break,
-                    }
-                }
-                joined
+        let mut joined = String::new();
+        for i in 0..MAX_CHUNKS {
+            match find(&self.chunk_name(i)) {
+                Some(part) => joined.push_str(part),
+                None => break,
             }
-        };
-        if sealed.is_empty() {
+        }
+        if joined.is_empty() {
             return None;
         }
-        self.open(&self.name, &sealed)
+        self.open(&self.name, &joined)
     }
 
     /// Seals a session into Set-Cookie values: one cookie when it fits,
@@ -181,54 +189,60 @@ impl CookieCodec {
     }
 
     /// Removes postern's cookies from every Cookie header. Other cookies
-    /// keep their exact bytes; a header left empty is dropped.
+    /// keep their exact bytes, non-ASCII ones included; a header left empty
+    /// is dropped.
     pub fn strip(&self, headers: &mut HeaderMap) {
         let values: Vec<HeaderValue> = headers.get_all(COOKIE).iter().cloned().collect();
-        if !values.iter().any(|v| self.mentions_ours(v)) {
+        let mentions_ours = |value: &HeaderValue| {
+            split_pairs(value.as_bytes()).any(|pair| self.is_ours(pair_name(pair)))
+        };
+        if !values.iter().any(mentions_ours) {
             return;
         }
         headers.remove(COOKIE);
         for value in values {
-            let Ok(text) = value.to_str() else {
-                headers.append(COOKIE, value);
-                continue;
-            };
-            let kept: Vec<&str> = text
-                .split(';')
-                .filter(|pair| {
-                    let name = pair.split_once('=').map_or(*pair, |(n, _)| n).trim();
-                    !self.is_ours(name)
-                })
-                .map(str::trim)
-                .filter(|pair| !pair.is_empty())
+            let kept: Vec<&[u8]> = split_pairs(value.as_bytes())
+                .filter(|pair| !self.is_ours(pair_name(pair)))
                 .collect();
             if kept.is_empty() {
                 continue;
             }
-            if let Ok(value) = HeaderValue::from_str(&kept.join("; ")) {
+            // The kept bytes come from a valid header value, joined by "; ".
+            if let Ok(value) = HeaderValue::from_bytes(&kept.join(&b"; "[..])) {
                 headers.append(COOKIE, value);
             }
         }
     }
 
-    /// Checks whether a cookie name is one of postern's: the session
-    /// cookie, a chunk of it, or the flow cookie.
-    fn is_ours(&self, name: &str) -> bool {
-        if name == self.name || name == self.flow_name {
-            return true;
+    /// Removes the Set-Cookie lines of an app's response that would set
+    /// or overwrite one of postern's cookies, and returns how many.
+    pub fn strip_set_cookies(&self, headers: &mut HeaderMap) -> usize {
+        let values: Vec<HeaderValue> = headers.get_all(SET_COOKIE).iter().cloned().collect();
+        let ours = |value: &HeaderValue| {
+            let line = value.as_bytes();
+            let pair = line.split(|b| *b == b';').next().unwrap_or(line);
+            self.is_ours(pair_name(pair.trim_ascii()))
+        };
+        let dropped = values.iter().filter(|v| ours(v)).count();
+        if dropped > 0 {
+            headers.remove(SET_COOKIE);
+            for value in values.into_iter().filter(|v| !ours(v)) {
+                headers.append(SET_COOKIE, value);
+            }
         }
-        name.strip_prefix(self.name.as_str())
-            .and_then(|rest| rest.strip_prefix('_'))
-            .is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
+        dropped
     }
 
-    fn mentions_ours(&self, value: &HeaderValue) -> bool {
-        value.to_str().is_ok_and(|text| {
-            text.split(';').any(|pair| {
-                let name = pair.split_once('=').map_or(pair, |(n, _)| n).trim();
-                self.is_ours(name)
-            })
-        })
+    /// Checks whether a cookie name is one of postern's: the session
+    /// cookie, a chunk of it, or the flow cookie. Cookie names are
+    /// case-sensitive, so the match is exact.
+    pub fn is_ours(&self, name: &[u8]) -> bool {
+        if name == self.name.as_bytes() || name == self.flow_name.as_bytes() {
+            return true;
+        }
+        name.strip_prefix(self.name.as_bytes())
+            .and_then(|rest| rest.strip_prefix(b"_"))
+            .is_some_and(|n| !n.is_empty() && n.iter().all(u8::is_ascii_digit))
     }
 
     fn chunk_name(&self, i: usize) -> String {
@@ -296,18 +310,46 @@ pub fn check_key(secret: &str) -> Result<(), String> {
     Ok(())
 }
 
-/// Collects every `name=value` pair of the request's Cookie headers.
+/// Collects every `name=value` pair of the request's Cookie headers whose
+/// name and value are UTF-8. Other pairs cannot be postern's (its values
+/// are base64) and are skipped one by one, never with their header.
 fn request_cookies(headers: &HeaderMap) -> Vec<(&str, &str)> {
     headers
         .get_all(COOKIE)
         .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|text| text.split(';'))
-        .filter_map(|pair| {
-            let (name, value) = pair.split_once('=')?;
-            Some((name.trim(), value.trim()))
+        .flat_map(|v| cookie_pairs(v.as_bytes()))
+        .filter_map(|(name, value)| {
+            Some((
+                std::str::from_utf8(name).ok()?,
+                std::str::from_utf8(value).ok()?,
+            ))
         })
         .collect()
+}
+
+/// Splits one Cookie header value into trimmed `name=value` pairs, as
+/// bytes: browsers send UTF-8 cookie values raw, which `HeaderValue::to_str`
+/// refuses. Written by hand because the `cookie` crate parses `&str` only.
+fn split_pairs(value: &[u8]) -> impl Iterator<Item = &[u8]> {
+    value
+        .split(|b| *b == b';')
+        .map(|pair| pair.trim_ascii())
+        .filter(|pair| !pair.is_empty())
+}
+
+/// Returns the name of a `name=value` pair (the whole pair when it has no `=`).
+fn pair_name(pair: &[u8]) -> &[u8] {
+    pair.iter()
+        .position(|b| *b == b'=')
+        .map_or(pair, |at| pair[..at].trim_ascii())
+}
+
+/// Splits one Cookie header value into (name, value) pairs, as bytes.
+fn cookie_pairs(value: &[u8]) -> impl Iterator<Item = (&[u8], &[u8])> {
+    split_pairs(value).filter_map(|pair| {
+        let at = pair.iter().position(|b| *b == b'=')?;
+        Some((pair[..at].trim_ascii(), pair[at + 1..].trim_ascii()))
+    })
 }
 
 fn seconds(secs: u64) -> cookie::time::Duration {

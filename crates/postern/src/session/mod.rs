@@ -147,7 +147,8 @@ impl Sessions {
         Ok(session.filter(|s| !s.is_expired(crate::identity::now())))
     }
 
-    /// Starts or replaces a session: the Set-Cookie values to send.
+    /// Starts a session, at sign-in: the Set-Cookie values to send. With
+    /// Redis the session gets a new id and the request's old one is deleted.
     pub async fn save(
         &self,
         headers: &HeaderMap,
@@ -173,6 +174,35 @@ impl Sessions {
         }
     }
 
+    /// Replaces the session the request carries with its refreshed
+    /// version: the Set-Cookie values to send, if any.
+    ///
+    /// With Redis the session keeps its id and is overwritten in place, so
+    /// the cookie does not change and requests that a browser sent with it
+    /// in parallel all keep working. The id still changes at every sign-in
+    /// ([`Sessions::save`]), which is what defeats session fixation. A
+    /// session that was ended in the meantime stays ended.
+    pub async fn update(
+        &self,
+        headers: &HeaderMap,
+        session: &Session,
+    ) -> Result<Vec<HeaderValue>, SessionError> {
+        let Backend::Redis(store) = &self.backend else {
+            return self.save(headers, session).await;
+        };
+        let Some(sealed) = self.codec.open_session(headers) else {
+            return Ok(Vec::new());
+        };
+        let Some(id) = redis_id(&sealed) else {
+            return Ok(Vec::new());
+        };
+        let text =
+            serde_json::to_string(session).map_err(|e| SessionError::Encode(e.to_string()))?;
+        let max_age = session.expires_at.saturating_sub(crate::identity::now());
+        store.replace(id, text.as_bytes(), max_age).await?;
+        Ok(Vec::new())
+    }
+
     /// Ends the session the request carries: the Set-Cookie values that
     /// clear it.
     pub async fn end(&self, headers: &HeaderMap) -> Vec<HeaderValue> {
@@ -191,6 +221,13 @@ impl Sessions {
     /// upstream; the app's cookies stay byte for byte.
     pub fn strip_cookies(&self, headers: &mut HeaderMap) {
         self.codec.strip(headers);
+    }
+
+    /// Removes an app's Set-Cookie lines for postern's own cookies from its
+    /// response, so that no app can sign people out or plant a session;
+    /// returns how many.
+    pub fn strip_set_cookies(&self, headers: &mut HeaderMap) -> usize {
+        self.codec.strip_set_cookies(headers)
     }
 }
 

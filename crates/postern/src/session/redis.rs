@@ -9,8 +9,8 @@
 
 use std::time::Duration;
 
-use redis::AsyncCommands;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use redis::{AsyncCommands, ExistenceCheck, SetExpiry, SetOptions};
 use tokio::sync::OnceCell;
 
 use super::SessionError;
@@ -74,6 +74,25 @@ impl RedisStore {
         timed(connection.set_ex::<_, _, ()>(key(id), value, ttl_secs.max(1)))
             .await
             .map_err(|e| self.unavailable("SET", e))
+    }
+
+    /// Overwrites the session stored under `id` for `ttl_secs` seconds, only
+    /// while it exists (`SET ... XX`), so that a refresh finishing after a
+    /// sign-out does not bring the session back. Returns whether it existed.
+    pub async fn replace(
+        &self,
+        id: &str,
+        value: &[u8],
+        ttl_secs: u64,
+    ) -> Result<bool, SessionError> {
+        let mut connection = self.connection().await?;
+        let options = SetOptions::default()
+            .conditional_set(ExistenceCheck::XX)
+            .with_expiration(SetExpiry::EX(ttl_secs.max(1)));
+        let reply: Option<String> = timed(connection.set_options(key(id), value, options))
+            .await
+            .map_err(|e| self.unavailable("SET XX", e))?;
+        Ok(reply.is_some())
     }
 
     /// Deletes the session stored under `id`.

@@ -216,3 +216,100 @@ fn strip_keeps_the_app_cookies_byte_for_byte() {
     sessions.strip_cookies(&mut headers);
     assert_eq!(headers[COOKIE], "theme=dark;  lang=en");
 }
+
+/// Adds the app's raw bytes to the Cookie header a browser sends.
+fn with_raw_cookies(mut headers: HeaderMap, before: &[u8], after: &[u8]) -> HeaderMap {
+    let ours = headers.get(COOKIE).unwrap().as_bytes().to_vec();
+    let mut value = before.to_vec();
+    value.extend_from_slice(&ours);
+    value.extend_from_slice(after);
+    headers.insert(COOKIE, HeaderValue::from_bytes(&value).unwrap());
+    headers
+}
+
+#[test]
+fn non_ascii_cookies_neither_hide_nor_leak_the_session() {
+    let sessions = Sessions::new(&config(&[KEY_A])).unwrap();
+    for groups in [2, 400] {
+        let set = block(sessions.save(&HeaderMap::new(), &session(groups))).unwrap();
+        // UTF-8 sent raw, as browsers do, and a Latin-1 byte.
+        let before = "name=Jos\u{e9}; ".as_bytes();
+        let after = b"; legacy=caf\xe9;x=1";
+        let mut headers = with_raw_cookies(cookie_header(&set), before, after);
+        // HTTP/2 sends one Cookie header per cookie.
+        headers.append(
+            COOKIE,
+            HeaderValue::from_bytes("emoji=\u{1f36a}".as_bytes()).unwrap(),
+        );
+        headers.append(COOKIE, HeaderValue::from_static("_postern_flow=abc"));
+
+        let loaded = block(sessions.load(&headers)).unwrap();
+        assert_eq!(loaded, Some(session(groups)), "{groups} groups");
+
+        sessions.strip_cookies(&mut headers);
+        let left: Vec<&[u8]> = headers
+            .get_all(COOKIE)
+            .iter()
+            .map(|v| v.as_bytes())
+            .collect();
+        assert_eq!(
+            left,
+            [
+                &b"name=Jos\xc3\xa9; legacy=caf\xe9; x=1"[..],
+                "emoji=\u{1f36a}".as_bytes()
+            ]
+        );
+    }
+}
+
+#[test]
+fn junk_session_cookies_ahead_of_the_real_one_do_not_hide_it() {
+    let sessions = Sessions::new(&config(&[KEY_A])).unwrap();
+    let set = block(sessions.save(&HeaderMap::new(), &session(2))).unwrap();
+    let headers = with_raw_cookies(
+        cookie_header(&set),
+        b"_postern=junk; _postern=bm90IGEgc2Vzc2lvbg==; ",
+        b"",
+    );
+    assert_eq!(block(sessions.load(&headers)).unwrap(), Some(session(2)));
+
+    // Past the bound, the real cookie is not tried.
+    let many = "_postern=junk; ".repeat(4);
+    let headers = with_raw_cookies(cookie_header(&set), many.as_bytes(), b"");
+    assert_eq!(block(sessions.load(&headers)).unwrap(), None);
+}
+
+#[test]
+fn apps_cannot_set_posterns_cookies() {
+    let sessions = Sessions::new(&config(&[KEY_A])).unwrap();
+    let mut headers = HeaderMap::new();
+    for line in [
+        "_postern=x; Domain=postern.test; Path=/",
+        "theme=dark; Path=/",
+        "_postern_0=x; Path=/",
+        "_postern_flow=x; Path=/oauth2/",
+        " _postern_12 =x",
+        "_postern_x=kept",
+        "_Postern=kept",
+        "_postern_=kept",
+        "app_postern=kept",
+    ] {
+        headers.append(http::header::SET_COOKIE, HeaderValue::from_static(line));
+    }
+    assert_eq!(sessions.strip_set_cookies(&mut headers), 4);
+    let left: Vec<&str> = headers
+        .get_all(http::header::SET_COOKIE)
+        .iter()
+        .map(|v| v.to_str().unwrap())
+        .collect();
+    assert_eq!(
+        left,
+        [
+            "theme=dark; Path=/",
+            "_postern_x=kept",
+            "_Postern=kept",
+            "_postern_=kept",
+            "app_postern=kept"
+        ]
+    );
+}

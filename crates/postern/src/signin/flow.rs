@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 use subtle::ConstantTimeEq;
 
 use super::pages::page;
+use super::provider::ProviderError;
 use super::{
     AuthRequest, SignIn, auth_origin, found, only_get, query_param, redirect, set_cookies,
 };
@@ -181,12 +182,26 @@ async fn finish_callback(
         Ok(grant) => grant,
         Err(error) => {
             tracing::warn!(provider = %provider.config.name, %error, "Sign-in failed");
-            return failed(
-                record,
-                "sign_in_failed",
-                StatusCode::UNAUTHORIZED,
-                "The sign-in provider's answer could not be verified. Try again.",
-            );
+            let (reason, status, message) = match error {
+                ProviderError::Refused(_) => (
+                    "sign_in_failed",
+                    StatusCode::UNAUTHORIZED,
+                    "The sign-in provider's answer could not be verified. Try again.",
+                ),
+                ProviderError::Unreachable(_) => (
+                    "provider_unavailable",
+                    StatusCode::BAD_GATEWAY,
+                    "The sign-in provider cannot be reached, so the sign-in could not be \
+                     finished. Try again in a moment.",
+                ),
+                ProviderError::TimedOut(_) => (
+                    "provider_timeout",
+                    StatusCode::GATEWAY_TIMEOUT,
+                    "The sign-in provider did not answer in time, so the sign-in could not be \
+                     finished. Try again in a moment.",
+                ),
+            };
+            return failed(record, reason, status, message);
         }
     };
 

@@ -14,9 +14,9 @@ use std::time::Duration;
 use openidconnect::core::{CoreAuthenticationFlow, CoreClient, CoreIdToken};
 use openidconnect::{
     AuthorizationCode, ClientId, ClientSecret, CsrfToken, EndpointMaybeSet, EndpointNotSet,
-    EndpointSet, IssuerUrl, LogoutRequest, Nonce, OAuth2TokenResponse, PkceCodeChallenge,
-    PkceCodeVerifier, PostLogoutRedirectUrl, ProviderMetadataWithLogout, RedirectUrl, RefreshToken,
-    Scope, TokenResponse,
+    EndpointSet, ErrorResponse, IssuerUrl, LogoutRequest, Nonce, OAuth2TokenResponse,
+    PkceCodeChallenge, PkceCodeVerifier, PostLogoutRedirectUrl, ProviderMetadataWithLogout,
+    RedirectUrl, RefreshToken, RequestTokenError, Scope, TokenResponse,
 };
 use tokio::time::Instant;
 
@@ -39,6 +39,22 @@ type Client = CoreClient<
     EndpointMaybeSet,
     EndpointMaybeSet,
 >;
+
+/// A failed call to the provider, by what it means for the session or
+/// sign-in that needed it.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum ProviderError {
+    /// The provider answered with an OAuth error (such as `invalid_grant`),
+    /// or its ID token failed verification: the grant is no good.
+    #[error("{0}")]
+    Refused(String),
+    /// The provider could not be reached or its answer was not understood.
+    #[error("{0}")]
+    Unreachable(String),
+    /// The provider did not answer in time.
+    #[error("{0}")]
+    TimedOut(String),
+}
 
 /// A configured provider and what postern learned from it.
 pub struct Provider {
@@ -135,7 +151,7 @@ impl Provider {
 
     /// Builds the authorization URL with a fresh state, nonce and PKCE
     /// (S256) verifier.
-    pub async fn authorize(&self, redirect_uri: &str) -> Result<Authorization, String> {
+    pub async fn authorize(&self, redirect_uri: &str) -> Result<Authorization, ProviderError> {
         let client = self.client(Some(redirect_uri), false).await?;
         let (challenge, verifier) = PkceCodeChallenge::new_random_sha256();
         let mut request = client.authorize_url(
@@ -163,18 +179,18 @@ impl Provider {
         code: &str,
         pkce_verifier: &str,
         nonce: &str,
-    ) -> Result<Grant, String> {
+    ) -> Result<Grant, ProviderError> {
         let client = self.client(Some(redirect_uri), false).await?;
         let response = client
             .exchange_code(AuthorizationCode::new(code.to_owned()))
-            .map_err(|e| format!("the provider has no token endpoint: {e}"))?
+            .map_err(|e| refused(format!("the provider has no token endpoint: {e}")))?
             .set_pkce_verifier(PkceCodeVerifier::new(pkce_verifier.to_owned()))
             .request_async(&self.http)
             .await
-            .map_err(|e| format!("the code exchange failed: {}", error_chain(&e)))?;
+            .map_err(|e| token_error("the code exchange failed", &e))?;
         let id_token = response
             .id_token()
-            .ok_or("the provider's token response has no ID token")?
+            .ok_or_else(|| refused("the provider's token response has no ID token".to_owned()))?
             .clone();
         let expected = Nonce::new(nonce.to_owned());
         self.verify(&client, |client| {
@@ -184,7 +200,7 @@ impl Provider {
                 .map_err(|e| format!("the ID token failed verification: {e}"))
         })
         .await?;
-        let mut grant = map_claims(&self.config, &id_token.to_string())?;
+        let mut grant = map_claims(&self.config, &id_token.to_string()).map_err(refused)?;
         grant.refresh_token = response.refresh_token().map(|t| t.secret().clone());
         grant.access_expires_at = response
             .expires_in()
@@ -194,15 +210,15 @@ impl Provider {
 
     /// Refreshes with the provider's refresh token. A new ID token, when
     /// the provider sends one, is verified and updates the claims.
-    pub async fn refresh(&self, refresh_token: &str) -> Result<Grant, String> {
+    pub async fn refresh(&self, refresh_token: &str) -> Result<Grant, ProviderError> {
         let client = self.client(None, false).await?;
         let token = RefreshToken::new(refresh_token.to_owned());
         let response = client
             .exchange_refresh_token(&token)
-            .map_err(|e| format!("the provider has no token endpoint: {e}"))?
+            .map_err(|e| refused(format!("the provider has no token endpoint: {e}")))?
             .request_async(&self.http)
             .await
-            .map_err(|e| format!("the refresh failed: {}", error_chain(&e)))?;
+            .map_err(|e| token_error("the refresh failed", &e))?;
         let mut grant = match response.id_token() {
             Some(id_token) => {
                 // A refreshed ID token carries no nonce (OpenID Connect
@@ -214,7 +230,7 @@ impl Provider {
                         .map_err(|e| format!("the refreshed ID token failed verification: {e}"))
                 })
                 .await?;
-                map_claims(&self.config, &id_token.to_string())?
+                map_claims(&self.config, &id_token.to_string()).map_err(refused)?
             }
             None => Grant {
                 user: String::new(),
@@ -269,16 +285,20 @@ impl Provider {
         &self,
         client: &Client,
         check: impl Fn(&Client) -> Result<(), String>,
-    ) -> Result<(), String> {
+    ) -> Result<(), ProviderError> {
         if check(client).is_ok() {
             return Ok(());
         }
-        check(&self.client(None, true).await?)
+        check(&self.client(None, true).await?).map_err(refused)
     }
 
     /// Builds a client on the current discovery document, fetched first when
     /// missing, old, or (`rediscover`) suspected stale.
-    async fn client(&self, redirect_uri: Option<&str>, rediscover: bool) -> Result<Client, String> {
+    async fn client(
+        &self,
+        redirect_uri: Option<&str>,
+        rediscover: bool,
+    ) -> Result<Client, ProviderError> {
         let metadata = self.metadata(rediscover).await?;
         let client = CoreClient::from_provider_metadata(
             (*metadata).clone(),
@@ -289,11 +309,14 @@ impl Provider {
             return Ok(client);
         };
         let redirect = RedirectUrl::new(uri.to_owned())
-            .map_err(|e| format!("invalid redirect URI {uri:?}: {e}"))?;
+            .map_err(|e| refused(format!("invalid redirect URI {uri:?}: {e}")))?;
         Ok(client.set_redirect_uri(redirect))
     }
 
-    async fn metadata(&self, rediscover: bool) -> Result<Arc<ProviderMetadataWithLogout>, String> {
+    async fn metadata(
+        &self,
+        rediscover: bool,
+    ) -> Result<Arc<ProviderMetadataWithLogout>, ProviderError> {
         let mut cached = self.discovery.lock().await;
         if let Some((metadata, fetched)) = cached.as_ref() {
             let age = fetched.elapsed();
@@ -302,8 +325,9 @@ impl Provider {
                 return Ok(metadata.clone());
             }
         }
-        let issuer = IssuerUrl::new(self.config.issuer.clone())
-            .map_err(|e| format!("invalid issuer {:?}: {e}", self.config.issuer))?;
+        let issuer = IssuerUrl::new(self.config.issuer.clone()).map_err(|e| {
+            ProviderError::Unreachable(format!("invalid issuer {:?}: {e}", self.config.issuer))
+        })?;
         let fetched = ProviderMetadataWithLogout::discover_async(issuer, &self.http).await;
         match fetched {
             Ok(metadata) => {
@@ -315,12 +339,64 @@ impl Provider {
             // Keep using the old document when the provider is briefly down.
             Err(e) => match cached.as_ref() {
                 Some((metadata, _)) if !rediscover => Ok(metadata.clone()),
-                _ => Err(format!(
-                    "discovery of {} failed: {}",
-                    self.config.issuer,
-                    error_chain(&e)
+                _ => Err(transport_error(
+                    format!(
+                        "discovery of {} failed: {}",
+                        self.config.issuer,
+                        error_chain(&e)
+                    ),
+                    &e,
                 )),
             },
         }
     }
+}
+
+// === impl ProviderError ===
+
+impl ProviderError {
+    /// Checks whether the provider may answer later: it was unreachable or
+    /// slow, rather than refusing.
+    pub fn is_transient(&self) -> bool {
+        !matches!(self, ProviderError::Refused(_))
+    }
+}
+
+fn refused(message: String) -> ProviderError {
+    ProviderError::Refused(message)
+}
+
+/// Classifies a failed token request. An OAuth error response is a
+/// refusal. Anything else is not: no connection, no response in time, or
+/// a response that is no token response, such as a proxy's error page.
+fn token_error<RE, T>(what: &str, error: &RequestTokenError<RE, T>) -> ProviderError
+where
+    RE: std::error::Error + 'static,
+    T: ErrorResponse + 'static,
+{
+    let message = format!("{what}: {}", error_chain(error));
+    match error {
+        RequestTokenError::ServerResponse(_) => ProviderError::Refused(message),
+        _ => transport_error(message, error),
+    }
+}
+
+/// Returns [`ProviderError::TimedOut`] when a timeout is among the
+/// error's causes, else [`ProviderError::Unreachable`].
+fn transport_error(message: String, error: &(dyn std::error::Error + 'static)) -> ProviderError {
+    let mut cause = Some(error);
+    while let Some(error) = cause {
+        // The HTTP client's error arrives boxed in openidconnect's.
+        let reqwest = error
+            .downcast_ref::<reqwest::Error>()
+            .or_else(|| error.downcast_ref::<Box<reqwest::Error>>().map(|b| &**b));
+        let io_timeout = error
+            .downcast_ref::<std::io::Error>()
+            .is_some_and(|e| e.kind() == std::io::ErrorKind::TimedOut);
+        if io_timeout || reqwest.is_some_and(reqwest::Error::is_timeout) {
+            return ProviderError::TimedOut(message);
+        }
+        cause = error.source();
+    }
+    ProviderError::Unreachable(message)
 }

@@ -113,6 +113,16 @@ impl Idp {
         assert_eq!(response.status, 200, "IdP rotate: {}", response.text());
     }
 
+    /// Sends the provider's process a signal, such as `STOP` (it then
+    /// accepts connections and never answers) or `KILL`.
+    pub fn signal(&self, name: &str) {
+        let status = Command::new("kill")
+            .args(["-s", name, &self.child.id().to_string()])
+            .status()
+            .expect("running kill");
+        assert!(status.success(), "kill -s {name} failed with {status}");
+    }
+
     /// What the provider wrote to stderr so far, for failure messages.
     pub fn stderr_text(&self) -> String {
         self.stderr.lock().unwrap().join("\n")

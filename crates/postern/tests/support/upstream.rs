@@ -42,7 +42,8 @@ pub struct EchoRecord {
 }
 
 /// An HTTP/1.1 server that responds to every request with a JSON description of
-/// it: method, path with query, headers in order, and the body.
+/// it: method, path with query, headers in order, and the body. A request
+/// to `/set-cookie?c=LINE&c=LINE` gets each `LINE` as a Set-Cookie header.
 #[derive(Clone)]
 pub struct EchoServer {
     pub addr: SocketAddr,
@@ -158,6 +159,15 @@ async fn echo(
     response
         .headers_mut()
         .insert("content-type", "application/json".parse().unwrap());
+    if let Some(query) = path.strip_prefix("/set-cookie?") {
+        // Each `c` parameter becomes one Set-Cookie line, as an app sets it.
+        for (name, value) in form_urlencoded::parse(query.as_bytes()) {
+            if name == "c" {
+                let value = http::HeaderValue::from_str(&value).unwrap();
+                response.headers_mut().append("set-cookie", value);
+            }
+        }
+    }
     if path.starts_with("/hop-response") {
         // Hop-by-hop headers that the gateway must not pass to the client.
         let h = response.headers_mut();
