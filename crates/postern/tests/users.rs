@@ -148,6 +148,15 @@ async fn login_page_renders_form() {
     );
     let csp = page.header("content-security-policy").unwrap();
     assert!(csp.starts_with("default-src 'none'"), "{csp}");
+    assert_eq!(page.header("x-frame-options"), Some("DENY"));
+    assert_eq!(page.header("x-content-type-options"), Some("nosniff"));
+
+    // Pages without a policy of their own get the auth host's strict one.
+    let index = get(gateway.public, &auth_host(), "/", &[]).await;
+    assert_eq!(index.header("x-frame-options"), Some("DENY"));
+    assert_eq!(index.header("cache-control"), Some("no-store"));
+    let csp = index.header("content-security-policy").unwrap();
+    assert!(csp.contains("frame-ancestors 'none'"), "{csp}");
     let html = page.text();
     assert!(
         html.contains("<form method=\"post\" action=\"/login\">"),

@@ -124,6 +124,39 @@ pub async fn serve(
     body: hyper::body::Incoming,
     record: &mut AccessRecord,
 ) -> Response<Body> {
+    let mut response = route(request, parts, body, record).await;
+    harden(response.headers_mut());
+    response
+}
+
+/// Adds the headers every auth-host response carries: no framing, so the
+/// sign-out button cannot be clickjacked, and no MIME sniffing. A page
+/// that set no Content-Security-Policy or Cache-Control of its own gets a
+/// strict one. `form-action` stays open, because browsers apply it to the
+/// redirect to the provider that follows a sign-out form.
+fn harden(headers: &mut http::HeaderMap) {
+    use http::header::{
+        CACHE_CONTROL, CONTENT_SECURITY_POLICY, X_CONTENT_TYPE_OPTIONS, X_FRAME_OPTIONS,
+    };
+    headers.insert(X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    headers.insert(X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+    headers
+        .entry(CONTENT_SECURITY_POLICY)
+        .or_insert(HeaderValue::from_static(
+            "default-src 'none'; frame-ancestors 'none'; base-uri 'none'",
+        ));
+    headers
+        .entry(CACHE_CONTROL)
+        .or_insert(HeaderValue::from_static("no-store"));
+}
+
+/// Sends a request to the handler of its path.
+async fn route(
+    request: AuthRequest<'_>,
+    parts: http::request::Parts,
+    body: hyper::body::Incoming,
+    record: &mut AccessRecord,
+) -> Response<Body> {
     let identities = request.identities;
     let signin = identities.signin.as_ref();
     let path = parts.uri.path();
