@@ -523,6 +523,17 @@ async fn provider_outage_keeps_sessions_and_fails_sign_ins_clearly() {
     tokio::time::sleep(Duration::from_secs(5)).await;
     let later = get_with(&w.gateway, "echo", &navigation).await;
     assert_eq!(later.status, 200, "{}", later.text());
+    // The second warning may reach the log just after the response.
+    w.gateway
+        .wait_for_diagnostic("the warning of the retried refresh", |line| {
+            line["message"]
+                .as_str()
+                .is_some_and(|m| m.starts_with("Refresh not possible now"))
+                && line["error"]
+                    .as_str()
+                    .is_some_and(|e| e.starts_with("the refresh failed"))
+        })
+        .await;
     let warnings = w
         .gateway
         .diagnostics()
