@@ -145,7 +145,7 @@ pub async fn evaluate(
     (facts, result)
 }
 
-/// What the steps know about a request beyond its head.
+/// The facts about a request that the steps need beyond its head.
 struct Request {
     gate: Gate,
     scheme: &'static str,

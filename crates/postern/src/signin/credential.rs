@@ -35,7 +35,7 @@ pub enum Mode {
     ReadOnly,
 }
 
-/// What happened to the provider's grant while reading a session.
+/// The outcome for the provider's grant while a session is read.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Refresh {
     /// Not due yet, or the session has no refresh token.
@@ -157,7 +157,7 @@ async fn refresh(identities: &Identities, mut session: Session) -> Result<Sessio
             let outcome = match tokio::time::timeout(REFRESH_WAIT, provider.refresh(&token)).await {
                 Ok(outcome) => outcome,
                 Err(_) => Err(ProviderError::TimedOut(format!(
-                    "the provider did not answer the refresh within {REFRESH_WAIT:?}"
+                    "the provider did not respond to the refresh within {REFRESH_WAIT:?}"
                 ))),
             };
             // Logged once per attempt, not once per waiting request.

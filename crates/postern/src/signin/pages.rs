@@ -4,6 +4,7 @@ use http::header::{CACHE_CONTROL, CONTENT_TYPE};
 use http::{HeaderValue, Response, StatusCode};
 
 use super::SignIn;
+use super::login_page::escape;
 use crate::http::Body;
 use crate::http::responses::full;
 use crate::telemetry::access::AccessRecord;
@@ -51,20 +52,4 @@ fn html(status: StatusCode, title: &str, body: &str) -> Response<Body> {
     );
     headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
     response
-}
-
-/// Escapes text for HTML element content and quoted attributes.
-fn escape(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for c in text.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            c => out.push(c),
-        }
-    }
-    out
 }
