@@ -20,7 +20,9 @@ pub struct CountingBody<B> {
     inner: B,
     count: Arc<AtomicU64>,
     idle: Duration,
-    idle_timer: Pin<Box<Sleep>>,
+    /// Made at the first poll that finds no frame: a body that never waits
+    /// (an empty one, say) never allocates or registers a timer.
+    idle_timer: Option<Pin<Box<Sleep>>>,
     /// Set while the timer runs: from the first poll that found no frame.
     /// Time while the upstream applies backpressure (and does not poll) is
     /// not the client's silence.
@@ -53,6 +55,7 @@ pub enum BodyEnd {
 pub struct ResponseBody<B, F: FnOnce(u64, BodyEnd)> {
     inner: B,
     idle: Option<Duration>,
+    /// Made at the first poll that finds no frame, as in [`CountingBody`].
     idle_timer: Option<Pin<Box<Sleep>>>,
     total_timer: Option<Pin<Box<Sleep>>>,
     /// Set while the idle timer runs, from the first poll that found no
@@ -62,6 +65,24 @@ pub struct ResponseBody<B, F: FnOnce(u64, BodyEnd)> {
     /// Set for a body with no frames, which hyper never polls.
     empty: bool,
     on_end: Option<F>,
+}
+
+/// Starts the idle clock at the first poll of a wait (when `waiting` turns
+/// true), making the timer on first use, and returns the timer.
+fn restart_on_wait<'t>(
+    timer: &'t mut Option<Pin<Box<Sleep>>>,
+    waiting: &mut bool,
+    idle: Duration,
+) -> &'t mut Pin<Box<Sleep>> {
+    if !*waiting || timer.is_none() {
+        *waiting = true;
+        let deadline = Instant::now() + idle;
+        match timer {
+            Some(timer) => timer.as_mut().reset(deadline),
+            None => *timer = Some(Box::pin(tokio::time::sleep_until(deadline))),
+        }
+    }
+    timer.as_mut().expect("the timer is made above")
 }
 
 // === impl CountingBody ===
@@ -74,7 +95,7 @@ impl<B> CountingBody<B> {
             inner,
             count,
             idle,
-            idle_timer: Box::pin(tokio::time::sleep(idle)),
+            idle_timer: None,
             waiting: false,
         }
     }
@@ -96,12 +117,8 @@ where
         let frame = match Pin::new(&mut this.inner).poll_frame(cx) {
             Poll::Ready(frame) => frame,
             Poll::Pending => {
-                if !this.waiting {
-                    this.waiting = true;
-                    let deadline = Instant::now() + this.idle;
-                    this.idle_timer.as_mut().reset(deadline);
-                }
-                ready!(this.idle_timer.as_mut().poll(cx));
+                let timer = restart_on_wait(&mut this.idle_timer, &mut this.waiting, this.idle);
+                ready!(timer.as_mut().poll(cx));
                 return Poll::Ready(Some(Err(Box::new(BodyTimeout::RequestIdle))));
             }
         };
@@ -133,7 +150,7 @@ impl<B: HttpBody, F: FnOnce(u64, BodyEnd)> ResponseBody<B, F> {
             empty: inner.is_end_stream(),
             inner,
             idle,
-            idle_timer: idle.map(|d| Box::pin(tokio::time::sleep(d))),
+            idle_timer: None,
             total_timer: deadline.map(|at| Box::pin(tokio::time::sleep_until(at))),
             waiting: false,
             bytes: 0,
@@ -188,11 +205,8 @@ where
             Poll::Pending => {
                 // The idle clock starts at the first poll that finds nothing,
                 // so time the client spent not reading is not counted.
-                if !this.waiting {
-                    this.waiting = true;
-                    if let (Some(timer), Some(idle)) = (&mut this.idle_timer, this.idle) {
-                        timer.as_mut().reset(Instant::now() + idle);
-                    }
+                if let Some(idle) = this.idle {
+                    restart_on_wait(&mut this.idle_timer, &mut this.waiting, idle);
                 }
                 let timeout = if this
                     .total_timer

@@ -6,22 +6,27 @@
 //! X-Request-Id are kept only from configured trusted sources.
 
 use http::header::{
-    CONNECTION, CONTENT_LENGTH, HeaderMap, HeaderName, HeaderValue, TE, TRANSFER_ENCODING, UPGRADE,
+    CONNECTION, CONTENT_LENGTH, HeaderMap, HeaderName, HeaderValue, PROXY_AUTHENTICATE,
+    PROXY_AUTHORIZATION, TE, TRAILER, TRANSFER_ENCODING, UPGRADE,
 };
 
-/// Headers that apply to one connection only (RFC 9110 section 7.6.1, plus
-/// the non-standard Keep-Alive and Proxy-Connection).
-const HOP_BY_HOP: [&str; 9] = [
-    "connection",
-    "keep-alive",
-    "proxy-connection",
-    "proxy-authenticate",
-    "proxy-authorization",
-    "te",
-    "trailer",
-    "transfer-encoding",
-    "upgrade",
+/// Standard headers that apply to one connection only (RFC 9110 section
+/// 7.6.1). Standard names compare by their tag, not their text.
+const HOP_BY_HOP: [HeaderName; 7] = [
+    CONNECTION,
+    PROXY_AUTHENTICATE,
+    PROXY_AUTHORIZATION,
+    TE,
+    TRAILER,
+    TRANSFER_ENCODING,
+    UPGRADE,
 ];
+
+/// Checks whether `name` is hop-by-hop: a standard one, or the
+/// non-standard Keep-Alive and Proxy-Connection.
+fn is_hop_by_hop(name: &HeaderName) -> bool {
+    HOP_BY_HOP.contains(name) || matches!(name.as_str(), "keep-alive" | "proxy-connection")
+}
 
 /// Client-address headers that only a trusted source may send, besides
 /// every `X-Forwarded-*` header (such as -Port and -Prefix, which some
@@ -169,14 +174,10 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
     let named: Vec<HeaderName> = connection_tokens(headers)
         .filter_map(|t| HeaderName::from_bytes(t.as_bytes()).ok())
         .collect();
-    let keep_te = headers
-        .get_all(TE)
-        .iter()
-        .all(|v| v.as_bytes().eq_ignore_ascii_case(b"trailers"))
-        && headers.contains_key(TE);
+    let mut te = headers.get_all(TE).iter().peekable();
+    let keep_te = te.peek().is_some() && te.all(|v| v.as_bytes().eq_ignore_ascii_case(b"trailers"));
     remove_matching(headers, |name| {
-        let name = name.as_str();
-        HOP_BY_HOP.contains(&name) && !(keep_te && name == "te") || named.iter().any(|n| n == name)
+        is_hop_by_hop(name) && !(keep_te && name == TE) || named.contains(name)
     });
 }
 

@@ -143,8 +143,8 @@ fn upstream_request(
             host,
         },
     );
-    if let Ok(value) = HeaderValue::from_str(&exchange.record.request_id) {
-        h.insert(headers::X_REQUEST_ID, value);
+    if let Some(value) = &exchange.request_id {
+        h.insert(headers::X_REQUEST_ID, value.clone());
     }
     if let Some(identity) = parts.extensions.get::<Identity>() {
         set_identity_headers(&mut h, identity);

@@ -70,6 +70,9 @@ struct Exchange {
     started: Instant,
     record: AccessRecord,
     bytes_in: Arc<AtomicU64>,
+    /// The request id as a header value, made once for the upstream request
+    /// and the response.
+    request_id: Option<HeaderValue>,
 }
 
 /// Serves one request.
@@ -328,6 +331,7 @@ impl Exchange {
         };
         Exchange {
             started: Instant::now(),
+            request_id: HeaderValue::from_str(&record.request_id).ok(),
             record,
             bytes_in: Arc::new(AtomicU64::new(0)),
         }
@@ -347,9 +351,10 @@ impl Exchange {
             started,
             mut record,
             bytes_in,
+            request_id,
         } = self;
         record.status = response.status().as_u16();
-        if let Ok(value) = http::HeaderValue::from_str(&record.request_id) {
+        if let Some(value) = request_id {
             response.headers_mut().insert(headers::X_REQUEST_ID, value);
         }
 
