@@ -176,13 +176,14 @@ pub(super) async fn serve_h1<I>(
         // hyper responds with 431 when the request head outgrows this buffer.
         .max_buf_size(limits.max_header_bytes)
         .keep_alive(true);
-    let mut watch = Watch::new(activity, limits.client_idle_timeout, shutdown);
+    let mut watch = Watch::new(activity.clone(), limits.client_idle_timeout, shutdown);
     // Parking needs a socket to wait on, and the client between requests,
     // because hyper responds to a half-read request with `Connection: close`.
     let boundary = io.boundary();
     let can_park = io.get_ref().socket().is_some();
 
     loop {
+        let requests_before = activity.requests_started();
         let service = service.clone();
         let service = hyper::service::service_fn(move |request| service(request));
         // Boxed, so that the memory of hyper's state goes when the
@@ -193,6 +194,13 @@ pub(super) async fn serve_h1<I>(
             tokio::select! {
                 result = std::future::poll_fn(|cx| connection.as_mut().poll_without_shutdown(cx)) => break result,
                 ending = watch.next(can_park.then_some(&*boundary)) => {
+                    // On a drain, a connection that has passed no request
+                    // to the service since this hyper connection started
+                    // owes no response, even with half a head read: close
+                    // it now rather than wait for the rest of the head.
+                    if ending == Ending::Drain && activity.requests_started() == requests_before {
+                        return;
+                    }
                     parking = ending == Ending::Park;
                     connection.as_mut().graceful_shutdown();
                 }
@@ -243,8 +251,10 @@ fn service(state: Arc<State>, info: Arc<ConnectionInfo>, activity: Arc<Activity>
 enum Ending {
     /// Park it and keep the socket.
     Park,
-    /// Close it: idle too long, or the gateway is shutting down.
+    /// Close it: idle too long.
     Close,
+    /// Close it: the gateway is shutting down.
+    Drain,
 }
 
 /// The idle and shutdown timers of one connection.
@@ -267,8 +277,8 @@ impl Watch {
 
     /// Resolves when the connection should stop taking requests: parked
     /// after [`PARK_AFTER`] idle when it has a `boundary` flag that is set,
-    /// closed after the idle limit or when the gateway shuts down. Resolves once for a close,
-    /// then never again.
+    /// closed after the idle limit, or drained when the gateway shuts down.
+    /// Resolves once for a close or drain, then never again.
     async fn next(&mut self, boundary: Option<&AtomicBool>) -> Ending {
         let parkable = || boundary.is_some_and(|b| b.load(Ordering::Relaxed));
         if self.closing {
@@ -276,7 +286,7 @@ impl Watch {
         }
         if *self.shutdown.borrow() {
             self.closing = true;
-            return Ending::Close;
+            return Ending::Drain;
         }
         loop {
             // Idle long enough but mid-request: look again a little later.
@@ -290,7 +300,7 @@ impl Watch {
                 _ = tokio::time::sleep_until(wake) => {}
                 _ = self.shutdown.changed() => {
                     self.closing = true;
-                    return Ending::Close;
+                    return Ending::Drain;
                 }
             }
             let idle = self.activity.idle_for();
