@@ -241,19 +241,27 @@ async fn terminate_during_stream() -> (
         .start()
         .await;
 
+    let reader = open_stream(&gateway, "/events?count=6&pause_ms=300").await;
+
+    gateway.signal("TERM");
+    (gateway, reader)
+}
+
+/// Sends an HTTP/1.1 GET of `path` to the `stream` app and waits for the
+/// 200 response headers. The task returns the whole body.
+async fn open_stream(
+    gateway: &Gateway,
+    path: &str,
+) -> tokio::task::JoinHandle<Result<String, hyper::Error>> {
     let stream = connect_from(LOCALHOST, gateway.public).await;
     let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
         .await
         .unwrap();
     tokio::spawn(connection);
-    let request = request(
-        "GET",
-        &public_host("stream"),
-        "/events?count=6&pause_ms=300",
-    )
-    .header("proxy-authorization", format!("Bearer {TOKEN}"))
-    .body(empty_body())
-    .unwrap();
+    let request = request("GET", &public_host("stream"), path)
+        .header("proxy-authorization", format!("Bearer {TOKEN}"))
+        .body(empty_body())
+        .unwrap();
     let response = within(
         RESPONSE_TIMEOUT,
         "the stream's headers",
@@ -262,13 +270,10 @@ async fn terminate_during_stream() -> (
     .await
     .unwrap();
     assert_eq!(response.status(), 200);
-    let reader = tokio::spawn(async move {
+    tokio::spawn(async move {
         let collected = response.into_body().collect().await;
         collected.map(|c| String::from_utf8_lossy(&c.to_bytes()).into_owned())
-    });
-
-    gateway.signal("TERM");
-    (gateway, reader)
+    })
 }
 
 #[tokio::test]
@@ -365,6 +370,100 @@ async fn idle_connection_closed_on_drain() {
         "exiting took {:?} with one idle connection",
         started.elapsed()
     );
+}
+
+#[tokio::test]
+async fn drain_closes_stalled_clients_promptly() {
+    let sse = start_sse().await;
+    let echo = EchoServer::start().await;
+    let mut gateway = GatewaySpec::new()
+        .app(AppSpec::new("stream", sse))
+        .app(AppSpec::new("echo", echo.addr))
+        .limit("shutdown_grace_period", "20s")
+        .limit("shutdown_delay", "0s")
+        .start()
+        .await;
+    let events = "/events?count=6&pause_ms=300";
+    let auth = format!("Bearer {TOKEN}");
+
+    // Clients with nothing in flight: half a request head, half the HTTP/2
+    // preface, and an HTTP/2 connection with no stream that never
+    // acknowledges a PING.
+    let mut half_head = connect_from(LOCALHOST, gateway.public).await;
+    let head = format!(
+        "GET / HTTP/1.1\r\nHost: {}\r\nX-Slow: ",
+        public_host("echo")
+    );
+    half_head.write_all(head.as_bytes()).await.unwrap();
+    let mut half_preface = connect_from(LOCALHOST, gateway.public).await;
+    half_preface.write_all(b"PRI * HTTP/2.0\r\n").await.unwrap();
+    let mut h2_idle = connect_from(LOCALHOST, gateway.public).await;
+    h2_idle.write_all(H2_PREFACE).await.unwrap();
+
+    // Requests in flight: an HTTP/2 stream from a client that never
+    // acknowledges a PING, and an HTTP/1.1 stream.
+    let mut h2_busy = connect_from(LOCALHOST, gateway.public).await;
+    let mut bytes = H2_PREFACE.to_vec();
+    let extra = [("proxy-authorization", auth.as_str())];
+    bytes.extend(h2_get_frame(1, &public_host("stream"), events, &extra));
+    h2_busy.write_all(&bytes).await.unwrap();
+    let h2_reader = tokio::spawn(async move {
+        read_h2_frames_unanswered(&mut h2_busy, Duration::from_secs(15)).await
+    });
+    let h1_reader = open_stream(&gateway, events).await;
+
+    let started = Instant::now();
+    gateway.signal("TERM");
+
+    // The stalled clients are closed at once, the idle HTTP/2 one after its
+    // GOAWAY and the 1 s wait for a PING acknowledgement.
+    for (case, stream) in [
+        ("half a request head", &mut half_head),
+        ("half the HTTP/2 preface", &mut half_preface),
+    ] {
+        assert_closed_without_response(stream, Duration::from_secs(1), case).await;
+    }
+    let (frames, closed) = read_h2_frames_unanswered(&mut h2_idle, Duration::from_secs(3)).await;
+    let kinds = h2_frame_kinds(&frames);
+    assert!(
+        closed,
+        "the idle HTTP/2 connection stayed open; frames {kinds:?}"
+    );
+    assert!(kinds.contains(&H2_GOAWAY), "no GOAWAY in {kinds:?}");
+
+    // The streams in flight still complete.
+    let body = within(Duration::from_secs(8), "the HTTP/1.1 stream", h1_reader)
+        .await
+        .unwrap()
+        .expect("the HTTP/1.1 stream ended cleanly");
+    assert_eq!(body.matches("data: event").count(), 6, "{body:?}");
+    let (frames, closed) = h2_reader.await.unwrap();
+    let kinds = h2_frame_kinds(&frames);
+    assert!(
+        closed,
+        "the busy HTTP/2 connection stayed open; frames {kinds:?}"
+    );
+    let data: Vec<u8> = frames
+        .iter()
+        .filter(|frame| frame.kind == H2_DATA && frame.stream == 1)
+        .flat_map(|frame| frame.payload.clone())
+        .collect();
+    let data = String::from_utf8_lossy(&data);
+    assert_eq!(data.matches("data: event").count(), 6, "{data:?}");
+    let ended = frames
+        .iter()
+        .any(|frame| frame.kind == H2_DATA && frame.stream == 1 && frame.flags & 0x1 != 0);
+    assert!(
+        ended,
+        "the HTTP/2 stream did not end cleanly; frames {kinds:?}"
+    );
+
+    // Well within the 20 s grace period: the streams take about 1.5 s.
+    let status = gateway.wait_exit(Duration::from_secs(10)).await;
+    assert_eq!(status.code(), Some(0), "stderr:\n{}", gateway.stderr_text());
+    let took = started.elapsed();
+    assert!(took < Duration::from_secs(6), "exiting took {took:?}");
+    assert!(gateway.stderr_text().contains("All connections drained"));
 }
 
 #[tokio::test]

@@ -206,6 +206,35 @@ async fn idle_keep_alive_closed() {
 }
 
 #[tokio::test]
+async fn idle_h2_without_ping_ack_closed() {
+    let echo = EchoServer::start().await;
+    let gateway = GatewaySpec::new()
+        .app(AppSpec::new("echo", echo.addr))
+        .limit("client_idle_timeout", "500ms")
+        .start()
+        .await;
+
+    // HTTP/2 with prior knowledge, no stream, and no acknowledgement of the
+    // PING that comes with the GOAWAY. postern waits 1 s for that
+    // acknowledgement before it closes anyway.
+    let mut stream = connect_from(LOCALHOST, gateway.public).await;
+    let started = Instant::now();
+    stream.write_all(H2_PREFACE).await.unwrap();
+    let limit = Duration::from_millis(500) + Duration::from_secs(1) + SLACK;
+    let (frames, closed) = read_h2_frames_unanswered(&mut stream, limit).await;
+    let frames = h2_frame_kinds(&frames);
+    let elapsed = started.elapsed();
+
+    assert!(closed, "still open after {limit:?}; frames {frames:?}");
+    assert!(
+        elapsed >= Duration::from_millis(400),
+        "closed after only {elapsed:?}"
+    );
+    assert!(frames.contains(&H2_GOAWAY), "no GOAWAY in {frames:?}");
+    assert!(frames.contains(&H2_PING), "no PING in {frames:?}");
+}
+
+#[tokio::test]
 async fn long_response_outlives_idle_timeout() {
     let sse = start_sse().await;
     let gateway = GatewaySpec::new()

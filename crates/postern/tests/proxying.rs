@@ -304,6 +304,44 @@ async fn refused_upgrade_passes_upstream_response() {
     assert_eq!(echo.hits(), 1);
 }
 
+#[tokio::test]
+async fn http10_upgrade_forwarded_as_plain_request() {
+    let echo = EchoServer::start().await;
+    let websocket = start_websocket_echo().await;
+    let gateway = GatewaySpec::new()
+        .app(AppSpec::new("echo", echo.addr))
+        .app(AppSpec::new("ws", websocket))
+        .start()
+        .await;
+    // An HTTP/1.0 server must ignore Upgrade (RFC 9110 section 7.8).
+    let upgrade = |app: &str| {
+        format!(
+            "GET /chat HTTP/1.0\r\nHost: {}\r\nProxy-Authorization: Bearer {TOKEN}\r\n\
+             Connection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\n\
+             Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n",
+            public_host(app)
+        )
+    };
+
+    // The app receives a plain request, without the hop-by-hop Upgrade.
+    let mut stream = connect_from(LOCALHOST, gateway.public).await;
+    let response = RawResponse::parse(&raw_exchange(&mut stream, upgrade("echo").as_bytes()).await);
+    assert_eq!(response.status, 200);
+    let seen = response.echo();
+    assert_eq!(seen.header("upgrade"), None);
+    assert_eq!(seen.header("connection"), None);
+    assert_eq!(
+        seen.header("sec-websocket-key").as_deref(),
+        Some("dGhlIHNhbXBsZSBub25jZQ==")
+    );
+
+    // A WebSocket app, asked without Upgrade, refuses to switch protocols.
+    let mut stream = connect_from(LOCALHOST, gateway.public).await;
+    let response = RawResponse::parse(&raw_exchange(&mut stream, upgrade("ws").as_bytes()).await);
+    assert_ne!(response.status, 101);
+    assert_eq!(response.header("upgrade"), None);
+}
+
 /// Sends `count` GET requests one after another on one client connection
 /// and returns their statuses.
 async fn sequential_gets(gateway: &Gateway, count: usize) -> Vec<u16> {

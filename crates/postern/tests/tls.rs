@@ -125,6 +125,38 @@ async fn public_gate_http1_and_h2_by_alpn() {
 }
 
 #[tokio::test]
+async fn idle_h2_without_ping_ack_closed() {
+    let echo = EchoServer::start().await;
+    let (cert, key, root) = certificate();
+    let gateway = GatewaySpec::new()
+        .tls(&cert, &key)
+        .app(AppSpec::new("echo", echo.addr))
+        .limit("client_idle_timeout", "500ms")
+        .start()
+        .await;
+
+    // HTTP/2 by ALPN, no stream, and no acknowledgement of the PING that
+    // comes with the GOAWAY. postern waits 1 s for it, then closes.
+    let stream = connect_from(LOCALHOST, gateway.public).await;
+    let mut tls = handshake(stream, &public_host("echo"), &root, &[b"h2"])
+        .await
+        .unwrap();
+    let started = std::time::Instant::now();
+    tls.write_all(H2_PREFACE).await.unwrap();
+    let limit = std::time::Duration::from_secs(4);
+    let (frames, closed) = read_h2_frames_unanswered(&mut tls, limit).await;
+    let frames = h2_frame_kinds(&frames);
+    let elapsed = started.elapsed();
+
+    assert!(closed, "still open after {limit:?}; frames {frames:?}");
+    assert!(
+        elapsed >= std::time::Duration::from_millis(400),
+        "closed after only {elapsed:?}"
+    );
+    assert!(frames.contains(&H2_GOAWAY), "no GOAWAY in {frames:?}");
+}
+
+#[tokio::test]
 async fn plain_http_on_tls_gate_refused() {
     let echo = EchoServer::start().await;
     let (cert, key, _) = certificate();

@@ -31,8 +31,11 @@ pub(super) async fn forward(
     assertion: Option<HeaderValue>,
     exchange: &mut Exchange,
 ) -> Response<Body> {
+    // A server must ignore Upgrade in an HTTP/1.0 request (RFC 9110 section
+    // 7.8), and HTTP/2 has no Upgrade: such a request is forwarded as a plain
+    // one, without its hop-by-hop Upgrade header.
     let websocket =
-        headers::is_websocket_upgrade(&parts.headers) && parts.version < Version::HTTP_2;
+        headers::is_websocket_upgrade(&parts.headers) && parts.version == Version::HTTP_11;
 
     let request = match upstream_request(conn, &mut parts, body, exchange, websocket) {
         Ok(mut request) => {

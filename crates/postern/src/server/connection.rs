@@ -52,7 +52,14 @@ pub(super) async fn serve(
     let Some(admitted) = admitted else {
         return;
     };
-    let Some(started) = Box::pin(start_protocol(stream, admitted)).await else {
+    // Likewise, a connection still in its TLS handshake, or still sending
+    // the bytes that tell HTTP/2 from HTTP/1.1, is closed by the drain.
+    let mut stop = shutdown.clone();
+    let started = tokio::select! {
+        started = Box::pin(start_protocol(stream, admitted)) => started,
+        _ = stop.wait_for(|&stopping| stopping) => None,
+    };
+    let Some(started) = started else {
         return;
     };
     let Started {

@@ -3,6 +3,7 @@
 mod activity;
 pub mod admin;
 mod connection;
+mod flushed;
 pub mod listener;
 mod protocol;
 pub mod tls;

@@ -26,6 +26,7 @@ use tokio::sync::watch;
 use tokio::time::Instant;
 
 use super::activity::Activity;
+use super::flushed::FlushWatch;
 use crate::config::Limits;
 use crate::http::Body;
 use crate::net::framing::FramingWatch;
@@ -40,6 +41,19 @@ use crate::telemetry::metrics;
 /// it is parked. A busy keep-alive client sends its next request sooner, so
 /// it keeps its hyper state. Each resume costs one new hyper connection.
 const PARK_AFTER: Duration = Duration::from_millis(50);
+
+/// How long an HTTP/2 connection that was sent a GOAWAY, and has no stream
+/// open, waits for the client to acknowledge the GOAWAY's PING before it is
+/// closed anyway. h2 sends its final GOAWAY and closes only on that
+/// acknowledgement, so a client that never sends one would otherwise keep
+/// the connection until hyper's keep-alive timeout (30 s interval plus 20 s
+/// timeout). The wait covers the requests that a client sent before the
+/// GOAWAY reached it, which arrive within a one-way trip.
+const GOAWAY_ACK_WAIT: Duration = Duration::from_secs(1);
+
+/// How often a connection that waits to close looks again at a client that
+/// has not yet read all that was sent to it.
+const FLUSH_CHECK: Duration = Duration::from_millis(100);
 
 /// A client stream that may be parked: plain TCP, whose socket can wait for
 /// bytes without a buffer. A TLS session keeps its own buffers, so it is
@@ -84,6 +98,8 @@ pub(super) async fn serve_h2<I>(
     let (gate, peer) = (info.gate, info.peer);
     let activity = Arc::new(Activity::new());
     let service = service(state, info, activity.clone());
+    let io = FlushWatch::new(io);
+    let flushed = io.flushed();
     let mut builder = http2::Builder::new(TokioExecutor::new());
     builder
         .timer(TokioTimer::new())
@@ -94,15 +110,48 @@ pub(super) async fn serve_h2<I>(
         builder.serve_connection(TokioIo::new(io), hyper::service::service_fn(service));
     tokio::pin!(connection);
 
-    let mut watch = Watch::new(activity, limits.client_idle_timeout, shutdown);
+    let mut watch = Watch::new(activity.clone(), limits.client_idle_timeout, shutdown);
+    let mut goaway_sent = None;
     let result = loop {
         tokio::select! {
             result = connection.as_mut() => break result,
-            _ = watch.next(None) => connection.as_mut().graceful_shutdown(),
+            _ = watch.next(None) => {
+                // A GOAWAY and a PING: no new streams, and the open ones
+                // may finish.
+                connection.as_mut().graceful_shutdown();
+                goaway_sent = Some(Instant::now());
+            }
+            _ = goaway_unacknowledged(&activity, goaway_sent, &flushed) => {
+                tracing::debug!(gate = %gate, peer = %show_addr(peer), "Closing an HTTP/2 connection whose client did not acknowledge the GOAWAY's PING");
+                return;
+            }
         }
     };
     if let Err(error) = result {
         log_connection_error(gate, peer, &error);
+    }
+}
+
+/// Resolves once a connection that was sent a GOAWAY at `sent` may be
+/// closed without the client's PING acknowledgement. By then no stream has
+/// been open for [`GOAWAY_ACK_WAIT`], at least that long has passed since
+/// the GOAWAY, and every byte has been flushed. Never resolves before a
+/// GOAWAY.
+async fn goaway_unacknowledged(activity: &Activity, sent: Option<Instant>, flushed: &AtomicBool) {
+    let Some(sent) = sent else {
+        return std::future::pending().await;
+    };
+    let mut check_at = sent + GOAWAY_ACK_WAIT;
+    loop {
+        tokio::time::sleep_until(check_at).await;
+        if activity.idle_for() >= GOAWAY_ACK_WAIT && flushed.load(Ordering::Relaxed) {
+            return;
+        }
+        // A stream is open or ended only just now, or the client has not
+        // yet read all that was sent to it.
+        check_at = activity
+            .idle_deadline(GOAWAY_ACK_WAIT)
+            .max(Instant::now() + FLUSH_CHECK);
     }
 }
 
@@ -127,13 +176,14 @@ pub(super) async fn serve_h1<I>(
         // hyper responds with 431 when the request head outgrows this buffer.
         .max_buf_size(limits.max_header_bytes)
         .keep_alive(true);
-    let mut watch = Watch::new(activity, limits.client_idle_timeout, shutdown);
+    let mut watch = Watch::new(activity.clone(), limits.client_idle_timeout, shutdown);
     // Parking needs a socket to wait on, and the client between requests,
     // because hyper responds to a half-read request with `Connection: close`.
     let boundary = io.boundary();
     let can_park = io.get_ref().socket().is_some();
 
     loop {
+        let requests_before = activity.requests_started();
         let service = service.clone();
         let service = hyper::service::service_fn(move |request| service(request));
         // Boxed, so that the memory of hyper's state goes when the
@@ -144,6 +194,13 @@ pub(super) async fn serve_h1<I>(
             tokio::select! {
                 result = std::future::poll_fn(|cx| connection.as_mut().poll_without_shutdown(cx)) => break result,
                 ending = watch.next(can_park.then_some(&*boundary)) => {
+                    // On a drain, a connection that has passed no request
+                    // to the service since this hyper connection started
+                    // owes no response, even with half a head read: close
+                    // it now rather than wait for the rest of the head.
+                    if ending == Ending::Drain && activity.requests_started() == requests_before {
+                        return;
+                    }
                     parking = ending == Ending::Park;
                     connection.as_mut().graceful_shutdown();
                 }
@@ -194,8 +251,10 @@ fn service(state: Arc<State>, info: Arc<ConnectionInfo>, activity: Arc<Activity>
 enum Ending {
     /// Park it and keep the socket.
     Park,
-    /// Close it: idle too long, or the gateway is shutting down.
+    /// Close it: idle too long.
     Close,
+    /// Close it: the gateway is shutting down.
+    Drain,
 }
 
 /// The idle and shutdown timers of one connection.
@@ -218,8 +277,8 @@ impl Watch {
 
     /// Resolves when the connection should stop taking requests: parked
     /// after [`PARK_AFTER`] idle when it has a `boundary` flag that is set,
-    /// closed after the idle limit or when the gateway shuts down. Resolves once for a close,
-    /// then never again.
+    /// closed after the idle limit, or drained when the gateway shuts down.
+    /// Resolves once for a close or drain, then never again.
     async fn next(&mut self, boundary: Option<&AtomicBool>) -> Ending {
         let parkable = || boundary.is_some_and(|b| b.load(Ordering::Relaxed));
         if self.closing {
@@ -227,7 +286,7 @@ impl Watch {
         }
         if *self.shutdown.borrow() {
             self.closing = true;
-            return Ending::Close;
+            return Ending::Drain;
         }
         loop {
             // Idle long enough but mid-request: look again a little later.
@@ -241,7 +300,7 @@ impl Watch {
                 _ = tokio::time::sleep_until(wake) => {}
                 _ = self.shutdown.changed() => {
                     self.closing = true;
-                    return Ending::Close;
+                    return Ending::Drain;
                 }
             }
             let idle = self.activity.idle_for();

@@ -270,6 +270,102 @@ pub async fn write_ignoring_errors(stream: &mut TcpStream, bytes: &[u8]) {
     let _ = stream.write_all(bytes).await;
 }
 
+/// The client connection preface of HTTP/2 followed by an empty SETTINGS
+/// frame (RFC 9113 section 3.4).
+pub const H2_PREFACE: &[u8] =
+    b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\x00\x00\x00\x04\x00\x00\x00\x00\x00";
+/// The frame type of an HTTP/2 PING (RFC 9113 section 6.7).
+pub const H2_PING: u8 = 0x6;
+/// The frame type of an HTTP/2 GOAWAY (RFC 9113 section 6.8).
+pub const H2_GOAWAY: u8 = 0x7;
+
+/// The frame type of an HTTP/2 DATA frame (RFC 9113 section 6.1).
+pub const H2_DATA: u8 = 0x0;
+
+/// One HTTP/2 frame as read from the wire.
+#[derive(Debug)]
+pub struct H2Frame {
+    pub kind: u8,
+    pub flags: u8,
+    pub stream: u32,
+    pub payload: Vec<u8>,
+}
+
+/// Builds an HTTP/2 HEADERS frame that ends its stream: a GET of `path` on
+/// `authority` over plain HTTP, with `extra` headers. Each field is an HPACK
+/// literal without indexing or Huffman coding (RFC 7541 section 6.2.2), so
+/// the request needs no encoder state.
+pub fn h2_get_frame(stream: u32, authority: &str, path: &str, extra: &[(&str, &str)]) -> Vec<u8> {
+    let pseudo = [
+        (":method", "GET"),
+        (":scheme", "http"),
+        (":path", path),
+        (":authority", authority),
+    ];
+    let mut block = Vec::new();
+    for (name, value) in pseudo.iter().chain(extra) {
+        block.push(0x00);
+        for text in [name, value] {
+            assert!(
+                text.len() < 127,
+                "{text:?} is too long for a one-byte length"
+            );
+            block.push(text.len() as u8);
+            block.extend_from_slice(text.as_bytes());
+        }
+    }
+
+    // END_STREAM (0x1) and END_HEADERS (0x4).
+    let mut frame = (block.len() as u32).to_be_bytes()[1..].to_vec();
+    frame.extend_from_slice(&[0x1, 0x5]);
+    frame.extend_from_slice(&stream.to_be_bytes());
+    frame.extend_from_slice(&block);
+    frame
+}
+
+/// Reads HTTP/2 frames until the peer closes the stream or `limit` passes,
+/// and acknowledges none of them: no SETTINGS or PING acknowledgement. Returns
+/// the whole frames read, in order, and whether the peer closed (EOF or an
+/// error) within `limit`.
+pub async fn read_h2_frames_unanswered<S>(stream: &mut S, limit: Duration) -> (Vec<H2Frame>, bool)
+where
+    S: tokio::io::AsyncRead + Unpin,
+{
+    let mut bytes = Vec::new();
+    let read = tokio::time::timeout(limit, async {
+        let mut buf = [0u8; 8192];
+        while let Ok(n @ 1..) = stream.read(&mut buf).await {
+            bytes.extend_from_slice(&buf[..n]);
+        }
+    })
+    .await;
+
+    // Each frame: a 24-bit payload length, the type, flags and a 31-bit
+    // stream id (9 bytes), then the payload.
+    let mut frames = Vec::new();
+    let mut rest = &bytes[..];
+    while rest.len() >= 9 {
+        let length = u32::from_be_bytes([0, rest[0], rest[1], rest[2]]) as usize;
+        if rest.len() < 9 + length {
+            break;
+        }
+        let stream = u32::from_be_bytes([rest[5], rest[6], rest[7], rest[8]]) & 0x7fff_ffff;
+        frames.push(H2Frame {
+            kind: rest[3],
+            flags: rest[4],
+            stream,
+            payload: rest[9..9 + length].to_vec(),
+        });
+        rest = &rest[9 + length..];
+    }
+    (frames, read.is_ok())
+}
+
+/// Returns the types of `frames`, in order.
+pub fn h2_frame_kinds(frames: &[H2Frame]) -> Vec<u8> {
+    frames.iter().map(|frame| frame.kind).collect()
+}
+
 /// Asserts that the gateway ends the connection without an HTTP response:
 /// the next read returns EOF or a reset within `limit`.
 pub async fn assert_closed_without_response(stream: &mut TcpStream, limit: Duration, case: &str) {
