@@ -345,6 +345,12 @@ async fn http10_upgrade_forwarded_as_plain_request() {
 /// Sends `count` GET requests one after another on one client connection
 /// and returns their statuses.
 async fn sequential_gets(gateway: &Gateway, count: usize) -> Vec<u16> {
+    sequential_requests(gateway, "GET", count).await
+}
+
+/// Sends `count` requests with `method` one after another on one client
+/// connection (a POST carries a small body) and returns their statuses.
+async fn sequential_requests(gateway: &Gateway, method: &str, count: usize) -> Vec<u16> {
     let stream = tokio::net::TcpStream::connect(gateway.public)
         .await
         .unwrap();
@@ -354,9 +360,14 @@ async fn sequential_gets(gateway: &Gateway, count: usize) -> Vec<u16> {
     tokio::spawn(connection);
     let mut statuses = Vec::new();
     for _ in 0..count {
-        let request = request("GET", &public_host("app"), "/")
+        let body = if method == "POST" {
+            full_body("x")
+        } else {
+            empty_body()
+        };
+        let request = request(method, &public_host("app"), "/")
             .header("proxy-authorization", format!("Bearer {TOKEN}"))
-            .body(empty_body())
+            .body(body)
             .unwrap();
         let response = sender.send_request(request).await.unwrap();
         statuses.push(response.status().as_u16());
@@ -448,6 +459,37 @@ fn raw_get_head() -> String {
 }
 
 /// Starts a gateway whose one app is a [`start_counting`] upstream.
+#[tokio::test]
+async fn get_lost_on_reused_connection_sent_again() {
+    let (upstream, connections) = start_losing_second_request().await;
+    let gateway = GatewaySpec::new()
+        .app(AppSpec::new("app", upstream))
+        .start()
+        .await;
+
+    // The second GET meets a pooled connection that the app closes on it;
+    // the gateway sends it again on a new connection.
+    let statuses = sequential_gets(&gateway, 2).await;
+
+    assert_eq!(statuses, [200, 200]);
+    assert_eq!(connections.load(std::sync::atomic::Ordering::SeqCst), 2);
+}
+
+#[tokio::test]
+async fn post_lost_on_reused_connection_not_sent_again() {
+    let (upstream, connections) = start_losing_second_request().await;
+    let gateway = GatewaySpec::new()
+        .app(AppSpec::new("app", upstream))
+        .start()
+        .await;
+
+    // A POST may have had an effect, so the gateway reports the failure.
+    let statuses = sequential_requests(&gateway, "POST", 2).await;
+
+    assert_eq!(statuses, [200, 502]);
+    assert_eq!(connections.load(std::sync::atomic::Ordering::SeqCst), 1);
+}
+
 async fn gateway_with_counting_app(
     close_after_one: bool,
 ) -> (Gateway, std::sync::Arc<std::sync::atomic::AtomicUsize>) {

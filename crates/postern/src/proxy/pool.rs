@@ -74,11 +74,16 @@ impl Pool {
 
     /// Sends `request` on an idle connection, or on a new one when none is
     /// left. A request that an idle connection closed before sending is sent
-    /// again on the next one: the upstream never saw it.
+    /// again on the next one: the upstream never saw it. So is a bodiless
+    /// GET, HEAD or OPTIONS that a reused connection lost because the
+    /// upstream closed it just as it was picked (see [`Replay`]).
     pub async fn send(
         &self,
         mut request: Request<Body>,
     ) -> Result<Response<PooledBody>, SendError> {
+        // At most one replay, so that a request that makes the upstream
+        // drop its connection cannot take down every pooled one.
+        let mut replayed = false;
         loop {
             let (mut sender, clock, reused) = match self.take_idle() {
                 Some(idle) => (idle.sender, idle.clock, true),
@@ -93,11 +98,23 @@ impl Pool {
                 }
                 return Err(SendError::Exchange(error));
             }
+            let replay = (reused && !replayed)
+                .then(|| Replay::of(&request))
+                .flatten();
             match sender.try_send_request(request).await {
                 Ok(response) => return Ok(self.pooled(response, sender, clock)),
                 Err(mut failed) => match failed.take_message() {
                     Some(unsent) if reused => request = unsent,
-                    _ => return Err(SendError::Exchange(failed.into_error())),
+                    _ => {
+                        let error = failed.into_error();
+                        match replay {
+                            Some(replay) if closed_by_upstream(&error) => {
+                                replayed = true;
+                                request = replay.into_request();
+                            }
+                            _ => return Err(SendError::Exchange(error)),
+                        }
+                    }
                 },
             }
         }
@@ -126,7 +143,11 @@ impl Pool {
             .map_err(|_| SendError::ConnectTimeout)?
             .map_err(SendError::Connect)?;
         let _ = stream.set_nodelay(true);
-        let (sender, connection) = http1::handshake(TokioIo::new(stream))
+        // One buffer per write, as on client connections (see
+        // server::protocol::serve_h1).
+        let (sender, connection) = http1::Builder::new()
+            .writev(false)
+            .handshake(TokioIo::new(stream))
             .await
             .map_err(SendError::Exchange)?;
         let clock = Arc::new(IdleClock::new());
@@ -152,6 +173,52 @@ impl Pool {
         }
         response
     }
+}
+
+/// A copy of a request that may be sent again after a reused connection
+/// failed under it: an upstream may close an idle connection at the moment
+/// the gateway picks it, and the request then meets a closed socket. Only
+/// safe methods without a body are copied: they can be repeated (RFC 9110
+/// section 9.2.2), and there is no body to keep. Go's HTTP client and
+/// nginx's `proxy_next_upstream` retry the same requests.
+struct Replay(http::request::Parts);
+
+impl Replay {
+    fn of(request: &Request<Body>) -> Option<Replay> {
+        let safe = matches!(
+            *request.method(),
+            http::Method::GET | http::Method::HEAD | http::Method::OPTIONS
+        );
+        if !safe || !request.body().is_end_stream() {
+            return None;
+        }
+        let mut parts = Request::new(()).into_parts().0;
+        parts.method = request.method().clone();
+        parts.uri = request.uri().clone();
+        parts.version = request.version();
+        parts.headers = request.headers().clone();
+        Some(Replay(parts))
+    }
+
+    fn into_request(self) -> Request<Body> {
+        Request::from_parts(self.0, crate::http::responses::empty())
+    }
+}
+
+/// Checks whether an exchange failed because the upstream closed or reset
+/// the connection, rather than because of the request or a timeout.
+fn closed_by_upstream(error: &hyper::Error) -> bool {
+    if error.is_incomplete_message() || error.is_canceled() {
+        return true;
+    }
+    std::error::Error::source(error)
+        .and_then(|e| e.downcast_ref::<io::Error>())
+        .is_some_and(|e| {
+            matches!(
+                e.kind(),
+                io::ErrorKind::ConnectionReset | io::ErrorKind::BrokenPipe
+            )
+        })
 }
 
 /// Runs a connection until it closes, or until it has been idle for

@@ -382,6 +382,42 @@ pub async fn start_counting(close_after_one: bool) -> (SocketAddr, Arc<AtomicUsi
     (addr, connections)
 }
 
+/// Starts an app that answers the first request on each connection with
+/// 200 and keeps the connection, then closes it on reading the second
+/// request, unanswered: an app that closed an idle connection just as the
+/// gateway reused it. Returns its address and its count of connections.
+pub async fn start_losing_second_request() -> (SocketAddr, Arc<AtomicUsize>) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let connections = Arc::new(AtomicUsize::new(0));
+    let counter = connections.clone();
+    tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            counter.fetch_add(1, Ordering::SeqCst);
+            tokio::spawn(async move {
+                let mut head = Vec::new();
+                let mut buf = [0u8; 4096];
+                let mut answered = 0;
+                while let Ok(n @ 1..) = stream.read(&mut buf).await {
+                    head.extend_from_slice(&buf[..n]);
+                    while let Some(end) = head.windows(4).position(|w| w == b"\r\n\r\n") {
+                        head.drain(..end + 4);
+                        if answered == 1 {
+                            return;
+                        }
+                        answered += 1;
+                        let ok = b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok";
+                        if stream.write_all(ok).await.is_err() {
+                            return;
+                        }
+                    }
+                }
+            });
+        }
+    });
+    (addr, connections)
+}
+
 /// Returns an address where nothing listens: a port the kernel picked, then
 /// freed.
 pub async fn refused_addr() -> SocketAddr {
