@@ -53,6 +53,15 @@ fn passwd_output_verifies() {
         format!("{PASSWORD}\n").as_bytes()
     ));
     assert!(!printed.contains(PASSWORD), "the password was printed");
+    // The email and groups are examples to edit, so they are comments: a
+    // pasted entry must not grant a rule by an email domain.
+    for key in ["email:", "groups:"] {
+        assert!(
+            !printed.lines().any(|l| l.trim_start().starts_with(key)),
+            "{key} is a live value in {printed}"
+        );
+        assert!(printed.contains(&format!("# {key}")), "{printed}");
+    }
     assert!(
         !text(&output.stderr).contains(PASSWORD),
         "the password went to stderr"
@@ -80,7 +89,7 @@ fn passwd_rejects_bad_input() {
     assert!(!short.status.success());
     assert!(text(&short.stdout).is_empty());
     assert!(
-        text(&short.stderr).contains("shorter than 8"),
+        text(&short.stderr).contains("shorter than 8 bytes"),
         "{}",
         text(&short.stderr)
     );
@@ -324,6 +333,10 @@ async fn cross_site_post_rejected() {
         assert_eq!(response.status, StatusCode::FORBIDDEN, "{extra:?}");
         assert!(response.header("set-cookie").is_none(), "{extra:?}");
     }
+    let logged = gateway
+        .wait_for_diagnostic("the cross-site line", |line| line["check"].is_string())
+        .await;
+    assert_eq!(logged["check"], "sec_fetch_site");
 
     // Without Fetch Metadata, Origin decides; without both, no sign-in.
     let body = form_urlencoded::Serializer::new(String::new())
@@ -426,4 +439,43 @@ async fn parallel_burst_stays_within_limit() {
         .count();
     assert_eq!(checked, 5, "passwords checked");
     assert_eq!(limited, 7, "attempts over the limit");
+}
+
+#[tokio::test]
+async fn explain_words_redirect_and_kind() {
+    let (gateway, _echo) = gateway_with_users().await;
+    let vars = gateway.vars_path();
+    let host = public_host("echo");
+    let base = [
+        "explain",
+        "--config",
+        vars.to_str().unwrap(),
+        "--gate",
+        "public",
+        "--host",
+        &host,
+    ];
+
+    let mut navigation = base.to_vec();
+    navigation.extend(["-H", "Accept: text/html"]);
+    let output = postern(&navigation);
+    let printed = text(&output.stdout);
+    assert!(output.status.success(), "{}", text(&output.stderr));
+    let outcome = printed
+        .lines()
+        .find(|l| l.starts_with("outcome: "))
+        .unwrap_or_else(|| panic!("no outcome line in {printed}"));
+    let expected = format!(
+        "outcome: redirect 302 credential_missing (to sign in at http://{}/oauth2/start?rd=",
+        auth_host()
+    );
+    assert!(outcome.starts_with(&expected), "{outcome}");
+
+    let mut described = base.to_vec();
+    described.extend(["--identity", "bob"]);
+    let printed = text(&postern(&described).stdout);
+    assert!(
+        printed.contains("described identity bob (person, described), taken as proven"),
+        "{printed}"
+    );
 }

@@ -23,6 +23,20 @@ pub enum CrossSite {
     NoProvenance,
 }
 
+// === impl CrossSite ===
+
+impl CrossSite {
+    /// Names the failed check in logs: the header that decided, or
+    /// `no_origin` when neither was sent.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CrossSite::FetchSite => "sec_fetch_site",
+            CrossSite::Origin => "origin",
+            CrossSite::NoProvenance => "no_origin",
+        }
+    }
+}
+
 /// Accepts a POST that the login page itself sent: `Sec-Fetch-Site:
 /// same-origin`, or else an `Origin` whose host and port equal the
 /// request's `Host` (the scheme is not compared, because TLS may end at a
@@ -118,5 +132,16 @@ mod tests {
                 "{headers:?}"
             );
         }
+    }
+
+    #[test]
+    fn cross_site_words_are_plain() {
+        let words = [
+            CrossSite::FetchSite,
+            CrossSite::Origin,
+            CrossSite::NoProvenance,
+        ]
+        .map(CrossSite::as_str);
+        assert_eq!(words, ["sec_fetch_site", "origin", "no_origin"]);
     }
 }

@@ -94,7 +94,7 @@ impl Login<'_> {
         let host = record.host.as_deref().unwrap_or_default();
         if let Err(why) = check_same_origin(&parts.headers, host) {
             count("cross_site");
-            tracing::info!(client = %self.client, check = ?why, "Login form rejected as cross-site");
+            tracing::info!(client = %self.client, check = why.as_str(), "Login form rejected as cross-site");
             record.reason = match why {
                 CrossSite::NoProvenance => "login_no_origin",
                 CrossSite::FetchSite | CrossSite::Origin => "login_cross_site",
