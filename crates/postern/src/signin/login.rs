@@ -70,17 +70,8 @@ impl Login<'_> {
             }
             Method::POST => self.post(parts, body, record).await,
             _ => {
-                record.reason = "method_not_allowed";
-                let mut response = json_error(
-                    StatusCode::METHOD_NOT_ALLOWED,
-                    "method_not_allowed",
-                    "the login page accepts GET and POST",
-                );
-                response.headers_mut().insert(
-                    http::header::ALLOW,
-                    HeaderValue::from_static("GET, HEAD, POST"),
-                );
-                response
+                let message = "the login page accepts GET and POST";
+                super::method_not_allowed("GET, HEAD, POST", message, record)
             }
         }
     }
