@@ -112,6 +112,25 @@ impl Identity {
     }
 }
 
+// === impl IdentityKind ===
+
+impl IdentityKind {
+    /// Returns `person` or `machine`, as the assertion's `kind` claim and
+    /// `postern explain` write it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            IdentityKind::Person => "person",
+            IdentityKind::Machine => "machine",
+        }
+    }
+}
+
+impl std::fmt::Display for IdentityKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 // === impl AuthError ===
 
 impl AuthError {

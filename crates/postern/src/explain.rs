@@ -201,7 +201,14 @@ async fn explain(
         Ok(Next::AuthHost) => {
             println!("outcome: auth host (served by postern's sign-in and issuer endpoints)")
         }
-        Err(denial) => println!("outcome: deny {} {}", denial.status.as_u16(), denial.reason),
+        Err(denial) => match denial.sign_in_location() {
+            Some(location) => println!(
+                "outcome: redirect {} {} (to sign in at {location})",
+                denial.status.as_u16(),
+                denial.reason
+            ),
+            None => println!("outcome: deny {} {}", denial.status.as_u16(), denial.reason),
+        },
     }
 }
 

@@ -74,7 +74,7 @@ fn read_password() -> Result<String, String> {
 fn check_length(password: &str) -> Result<(), String> {
     if password.len() < MIN_PASSWORD_BYTES {
         return Err(format!(
-            "the password is shorter than {MIN_PASSWORD_BYTES} characters; choose a longer one"
+            "the password is shorter than {MIN_PASSWORD_BYTES} bytes; choose a longer one"
         ));
     }
     if password.len() > MAX_PASSWORD_BYTES {

@@ -236,6 +236,52 @@ app_config:
 }
 
 #[test]
+fn check_names_duplicate_key_path() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("vars.yaml");
+    let vars = "\
+cluster:
+  hostname: example.test
+  region: us-east-1
+gateways:
+  public:
+    listen: 127.0.0.1:18080
+    listen: 127.0.0.1:18081
+app_config: {}
+";
+    std::fs::write(&path, vars).unwrap();
+
+    let output = postern(&["check", path.to_str().unwrap()]);
+
+    assert_eq!(output.status.code(), Some(1));
+    let stderr = text(&output.stderr);
+    let expected = [(
+        7,
+        5,
+        "gateways.public.listen",
+        "duplicate key `listen`; it is first written at line 6",
+    )];
+    assert_problems(&stderr, &path, &expected);
+    assert!(!stderr.contains("column 5"), "location repeated: {stderr}");
+}
+
+#[test]
+fn check_names_unreadable_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("nope.yaml");
+
+    let output = postern(&["check", path.to_str().unwrap()]);
+
+    assert_eq!(output.status.code(), Some(1));
+    let stderr = text(&output.stderr);
+    let expected = format!("{}: cannot read the file: ", path.display());
+    assert!(stderr.starts_with(&expected), "{stderr}");
+    assert!(stderr.contains("; check the path"), "{stderr}");
+    assert!(!stderr.contains(":0:0"), "{stderr}");
+    assert!(!stderr.contains("(document)"), "{stderr}");
+}
+
+#[test]
 fn check_accepts_anchors_and_merge_keys() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("vars.yaml");

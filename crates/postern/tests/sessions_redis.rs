@@ -45,20 +45,7 @@ async fn replica_of(redis: std::net::SocketAddr, echo: &EchoServer) -> Gateway {
 
 /// Signs `alice` in on `gateway` and returns the session's Cookie header.
 async fn sign_in(gateway: &Gateway) -> String {
-    let signed_in = post_login(
-        LOCALHOST,
-        gateway.public,
-        &[("username", "alice"), ("password", PASSWORD), ("rd", "/")],
-        &[],
-    )
-    .await;
-    assert_eq!(
-        signed_in.status,
-        StatusCode::SEE_OTHER,
-        "{}",
-        signed_in.text()
-    );
-    cookie_header(&signed_in)
+    sign_in_with_password(gateway, "alice", PASSWORD).await
 }
 
 async fn whoami(gateway: &Gateway, cookies: &str) -> HttpResponse {

@@ -53,6 +53,15 @@ fn passwd_output_verifies() {
         format!("{PASSWORD}\n").as_bytes()
     ));
     assert!(!printed.contains(PASSWORD), "the password was printed");
+    // The email and groups are examples to edit, so they are comments: a
+    // pasted entry must not grant a rule by an email domain.
+    for key in ["email:", "groups:"] {
+        assert!(
+            !printed.lines().any(|l| l.trim_start().starts_with(key)),
+            "{key} is a live value in {printed}"
+        );
+        assert!(printed.contains(&format!("# {key}")), "{printed}");
+    }
     assert!(
         !text(&output.stderr).contains(PASSWORD),
         "the password went to stderr"
@@ -80,7 +89,7 @@ fn passwd_rejects_bad_input() {
     assert!(!short.status.success());
     assert!(text(&short.stdout).is_empty());
     assert!(
-        text(&short.stderr).contains("shorter than 8"),
+        text(&short.stderr).contains("shorter than 8 bytes"),
         "{}",
         text(&short.stderr)
     );
@@ -324,6 +333,10 @@ async fn cross_site_post_rejected() {
         assert_eq!(response.status, StatusCode::FORBIDDEN, "{extra:?}");
         assert!(response.header("set-cookie").is_none(), "{extra:?}");
     }
+    let logged = gateway
+        .wait_for_diagnostic("the cross-site line", |line| line["check"].is_string())
+        .await;
+    assert_eq!(logged["check"], "sec_fetch_site");
 
     // Without Fetch Metadata, Origin decides; without both, no sign-in.
     let body = form_urlencoded::Serializer::new(String::new())
@@ -426,4 +439,216 @@ async fn parallel_burst_stays_within_limit() {
         .count();
     assert_eq!(checked, 5, "passwords checked");
     assert_eq!(limited, 7, "attempts over the limit");
+}
+
+#[tokio::test]
+async fn explain_words_redirect_and_kind() {
+    let (gateway, _echo) = gateway_with_users().await;
+    let vars = gateway.vars_path();
+    let host = public_host("echo");
+    let base = [
+        "explain",
+        "--config",
+        vars.to_str().unwrap(),
+        "--gate",
+        "public",
+        "--host",
+        &host,
+    ];
+
+    let mut navigation = base.to_vec();
+    navigation.extend(["-H", "Accept: text/html"]);
+    let output = postern(&navigation);
+    let printed = text(&output.stdout);
+    assert!(output.status.success(), "{}", text(&output.stderr));
+    let outcome = printed
+        .lines()
+        .find(|l| l.starts_with("outcome: "))
+        .unwrap_or_else(|| panic!("no outcome line in {printed}"));
+    let expected = format!(
+        "outcome: redirect 302 credential_missing (to sign in at http://{}/oauth2/start?rd=",
+        auth_host()
+    );
+    assert!(outcome.starts_with(&expected), "{outcome}");
+
+    let mut described = base.to_vec();
+    described.extend(["--identity", "bob"]);
+    let printed = text(&postern(&described).stdout);
+    assert!(
+        printed.contains("described identity bob (person, described), taken as proven"),
+        "{printed}"
+    );
+}
+
+/// Extra request headers of one test case.
+type Headers = &'static [(&'static str, &'static str)];
+
+/// Sends a sign-out with the session cookies and `extra` headers.
+async fn sign_out(
+    gateway: &Gateway,
+    method: &str,
+    cookies: &str,
+    extra: &[(&str, &str)],
+) -> HttpResponse {
+    let mut builder =
+        request(method, &auth_host(), "/oauth2/sign_out?rd=%2Fafter").header("cookie", cookies);
+    for (name, value) in extra {
+        builder = builder.header(*name, *value);
+    }
+    let stream = connect_from(LOCALHOST, gateway.public).await;
+    send_http1(stream, builder.body(empty_body()).unwrap())
+        .await
+        .unwrap_or_else(|e| panic!("{method} /oauth2/sign_out: {e}"))
+}
+
+/// Asserts that a response signed the browser out: back to `rd`, with
+/// every Set-Cookie removing a session cookie.
+fn assert_signed_out(response: &HttpResponse, case: &str) {
+    assert_eq!(
+        response.status,
+        StatusCode::FOUND,
+        "{case}: {}",
+        response.text()
+    );
+    assert_eq!(response.header("location"), Some("/after"), "{case}");
+    let removals: Vec<&str> = response
+        .headers
+        .get_all("set-cookie")
+        .iter()
+        .map(|v| v.to_str().unwrap())
+        .collect();
+    assert!(!removals.is_empty(), "{case}: no cookie removed");
+    for removal in removals {
+        assert!(removal.starts_with("_postern="), "{case}: {removal}");
+        assert!(removal.contains("Max-Age=0"), "{case}: {removal}");
+    }
+}
+
+#[tokio::test]
+async fn sign_out_from_auth_host() {
+    let (gateway, _echo) = gateway_with_users().await;
+    let cookies = sign_in_with_password(&gateway, "alice", PASSWORD).await;
+
+    let cases: [(&str, &str, Headers); 4] = [
+        (
+            "GET, same origin",
+            "GET",
+            &[("sec-fetch-site", "same-origin")],
+        ),
+        (
+            "GET, link in an app",
+            "GET",
+            &[("sec-fetch-site", "same-site")],
+        ),
+        ("GET, no metadata", "GET", &[]),
+        (
+            "POST, same origin",
+            "POST",
+            &[("sec-fetch-site", "same-origin")],
+        ),
+    ];
+    for (case, method, extra) in cases {
+        let response = sign_out(&gateway, method, &cookies, extra).await;
+        assert_signed_out(&response, case);
+        let line = gateway.access_log_for(&response.request_id()).await;
+        assert_eq!(line["reason"], "signed_out", "{case}");
+        assert_eq!(line["identity"], "alice", "{case}");
+    }
+
+    // A browser without Fetch Metadata names the auth host in Origin.
+    let origin = format!("http://{}", auth_host());
+    let response = sign_out(&gateway, "POST", &cookies, &[("origin", &origin)]).await;
+    assert_signed_out(&response, "POST, Origin of the auth host");
+
+    // Other methods sign nobody out.
+    let put = sign_out(
+        &gateway,
+        "PUT",
+        &cookies,
+        &[("sec-fetch-site", "same-origin")],
+    )
+    .await;
+    assert_eq!(put.status, StatusCode::METHOD_NOT_ALLOWED);
+    assert_eq!(put.header("allow"), Some("GET, HEAD, POST"));
+    assert!(put.header("set-cookie").is_none());
+}
+
+#[tokio::test]
+async fn cross_site_sign_out_asks_first() {
+    let (gateway, _echo) = gateway_with_users().await;
+    let cookies = sign_in_with_password(&gateway, "alice", PASSWORD).await;
+
+    let cases: [(&str, Headers); 2] = [
+        ("Sec-Fetch-Site", &[("sec-fetch-site", "cross-site")]),
+        ("Origin", &[("origin", "https://evil.test")]),
+    ];
+    for (case, extra) in cases {
+        let page = sign_out(&gateway, "GET", &cookies, extra).await;
+        assert_eq!(page.status, StatusCode::OK, "{case}: {}", page.text());
+        assert!(page.header("set-cookie").is_none(), "{case}: signed out");
+        assert_eq!(
+            page.header("content-type"),
+            Some("text/html; charset=utf-8"),
+            "{case}"
+        );
+        assert_eq!(page.header("x-frame-options"), Some("DENY"), "{case}");
+        assert_eq!(page.header("x-content-type-options"), Some("nosniff"));
+        assert_eq!(page.header("cache-control"), Some("no-store"), "{case}");
+        let csp = page.header("content-security-policy").unwrap();
+        assert!(csp.contains("frame-ancestors 'none'"), "{case}: {csp}");
+        let html = page.text();
+        assert!(
+            html.contains("<form method=\"post\" action=\"/oauth2/sign_out?rd=%2Fafter\"><button>"),
+            "{case}: {html}"
+        );
+        let line = gateway.access_log_for(&page.request_id()).await;
+        assert_eq!(line["reason"], "sign_out_confirm", "{case}");
+        assert_eq!(line["decision"], "deny", "{case}");
+    }
+
+    // The session still works after both.
+    let app = get(
+        gateway.public,
+        &public_host("echo"),
+        "/",
+        &[("cookie", &cookies)],
+    )
+    .await;
+    assert_eq!(app.echo().headers_named("x-auth-request-user"), ["alice"]);
+}
+
+#[tokio::test]
+async fn cross_site_sign_out_post_rejected() {
+    let (gateway, _echo) = gateway_with_users().await;
+    let cookies = sign_in_with_password(&gateway, "alice", PASSWORD).await;
+
+    let cases: [(&str, Headers); 4] = [
+        ("foreign Origin", &[("origin", "https://evil.test")]),
+        ("app's Origin", &[("origin", "http://echo.example.test")]),
+        ("same-site", &[("sec-fetch-site", "same-site")]),
+        ("no Origin", &[]),
+    ];
+    for (case, extra) in cases {
+        let response = sign_out(&gateway, "POST", &cookies, extra).await;
+        assert_eq!(response.status, StatusCode::FORBIDDEN, "{case}");
+        assert!(
+            response.header("set-cookie").is_none(),
+            "{case}: signed out"
+        );
+        assert!(
+            response
+                .text()
+                .contains("action=\"/oauth2/sign_out?rd=%2Fafter\""),
+            "{case}: no button to sign out after all"
+        );
+        let line = gateway.access_log_for(&response.request_id()).await;
+        assert_eq!(line["reason"], "sign_out_cross_site", "{case}");
+    }
+
+    let logged = gateway
+        .wait_for_diagnostic("the rejected sign-out line", |line| {
+            line["message"] == "Sign-out form rejected as cross-site"
+        })
+        .await;
+    assert_eq!(logged["check"], "origin");
 }

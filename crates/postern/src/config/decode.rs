@@ -7,12 +7,14 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use super::tree::{Key, Node, Value};
+use super::tree::{self, Key, Node, Value};
 
 /// One thing wrong with a config file, at the place it was written.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Problem {
     pub file: PathBuf,
+    /// The 1-based line, or 0 for a problem with the whole file (such as a
+    /// file that cannot be read), which is shown without line and column.
     pub line: u64,
     pub column: u64,
     /// Key path such as `app_config.istio.private_gateway.allowed_principals[1]`.
@@ -46,19 +48,14 @@ pub struct Decoder {
 
 impl fmt::Display for Problem {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "{}:{}:{}: {}: {}",
-            self.file.display(),
-            self.line,
-            self.column,
-            if self.path.is_empty() {
-                "(document)"
-            } else {
-                &self.path
-            },
-            self.message
-        )
+        write!(f, "{}", self.file.display())?;
+        if self.line > 0 {
+            write!(f, ":{}:{}", self.line, self.column)?;
+        }
+        if !self.path.is_empty() {
+            write!(f, ": {}", self.path)?;
+        }
+        write!(f, ": {}", self.message)
     }
 }
 
@@ -87,6 +84,53 @@ impl KeyPath {
     pub fn as_str(&self) -> &str {
         &self.0
     }
+}
+
+/// A key written twice in one mapping.
+struct DuplicateKey {
+    /// Key path of the second one.
+    path: String,
+    name: String,
+    line: u64,
+    column: u64,
+    first_line: u64,
+}
+
+/// Finds every key written again in the same mapping, in document order.
+/// serde-saphyr can reject them while parsing, but its error names only the
+/// key, not the mappings above it, so the tree is parsed with duplicates
+/// kept and checked here, where key paths are known.
+fn duplicate_keys(root: &Node) -> Vec<DuplicateKey> {
+    let mut found = Vec::new();
+    let mut pending = vec![(String::new(), root)];
+    while let Some((path, node)) = pending.pop() {
+        match &node.value {
+            Value::Mapping(entries) => {
+                for (i, (key, child)) in entries.iter().enumerate() {
+                    let child_path = join(&path, &key.name).0;
+                    if let Some((first, _)) = entries[..i].iter().find(|(k, _)| k.name == key.name)
+                    {
+                        found.push(DuplicateKey {
+                            path: child_path.clone(),
+                            name: key.name.clone(),
+                            line: key.line,
+                            column: key.column,
+                            first_line: first.line,
+                        });
+                    }
+                    pending.push((child_path, child));
+                }
+            }
+            Value::Sequence(items) => {
+                for (i, item) in items.iter().enumerate() {
+                    pending.push((index(&path, i).0, item));
+                }
+            }
+            _ => {}
+        }
+    }
+    found.sort_by_key(|d| (d.line, d.column));
+    found
 }
 
 /// Joins a key path and a child key.
@@ -131,6 +175,36 @@ impl Decoder {
             file: file.to_owned(),
             problems: Vec::new(),
         }
+    }
+
+    /// Parses a YAML document, or records why it cannot be read: a syntax
+    /// error, or each duplicate key with the key path that names it.
+    pub fn parse_document(&mut self, text: &str) -> Option<Node> {
+        let root = match tree::parse(text) {
+            Ok(root) => root,
+            Err(e) => {
+                let (line, column) = e
+                    .location()
+                    .map(|l| (l.line(), l.column()))
+                    .unwrap_or((0, 0));
+                let message = format!("invalid YAML: {}", tree::describe_error(&e));
+                self.report_at(line, column, "", message);
+                return None;
+            }
+        };
+        let duplicates = duplicate_keys(&root);
+        for duplicate in &duplicates {
+            self.report_at(
+                duplicate.line,
+                duplicate.column,
+                &duplicate.path,
+                format!(
+                    "duplicate key `{}`; it is first written at line {}; keep one of the two",
+                    duplicate.name, duplicate.first_line
+                ),
+            );
+        }
+        duplicates.is_empty().then_some(root)
     }
 
     /// Records a problem at the node under `at`.

@@ -104,21 +104,8 @@ impl Endpoints {
 
     pub fn from_text(path: &Path, text: &str) -> Result<Endpoints, Problems> {
         let mut d = Decoder::new(path);
-        let root = match tree::parse(text) {
-            Ok(root) => root,
-            Err(e) => {
-                let (line, column) = e
-                    .location()
-                    .map(|l| (l.line(), l.column()))
-                    .unwrap_or((0, 0));
-                d.report_at(
-                    line,
-                    column,
-                    "",
-                    format!("invalid YAML: {}", tree::describe_error(&e)),
-                );
-                return Err(Problems(d.problems));
-            }
+        let Some(root) = d.parse_document(text) else {
+            return Err(Problems(d.problems));
         };
         match decode(&mut d, Cursor::root(&root)) {
             Some(endpoints) if d.problems.is_empty() => Ok(endpoints),

@@ -205,7 +205,7 @@ fn read_text(path: &Path) -> Result<String, Problems> {
             line: 0,
             column: 0,
             path: String::new(),
-            message: format!("cannot read the file: {e}"),
+            message: format!("cannot read the file: {e}; check the path"),
         }])
     })
 }

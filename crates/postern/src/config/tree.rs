@@ -39,22 +39,31 @@ pub struct Key {
     pub column: u64,
 }
 
-/// Parses `text` into a tree, rejecting duplicate keys and YAML 1.1 booleans
-/// such as `yes` (which stay strings, so `enabled: yes` is reported as a type
-/// error instead of silently meaning true).
+/// Parses `text` into a tree. YAML 1.1 booleans such as `yes` stay strings,
+/// so `enabled: yes` is reported as a type error instead of silently meaning
+/// true. A key written twice in one mapping is kept twice, so that the
+/// decoder can report it with its key path. So every caller that decodes a
+/// config must reject such a tree, as `Decoder::parse_document` does.
 pub fn parse(text: &str) -> Result<Node, serde_saphyr::Error> {
     let mut options = serde_saphyr::Options::default();
     options.strict_booleans = true;
+    options.duplicate_keys = serde_saphyr::DuplicateKeyPolicy::PassThrough;
     serde_saphyr::from_str_with_options(text, options)
 }
 
-/// Describes a YAML error in one line: serde-saphyr's message without its
-/// source snippet (which names the input `<input>`, not the file) and without
-/// its advice about parser options, which users cannot set.
+/// Describes a YAML error in one line, in serde-saphyr's wording for end
+/// users. The location is left out because the problem line shows it, and
+/// so is the source snippet, which names the input `<input>`, not the file.
 pub fn describe_error(error: &serde_saphyr::Error) -> String {
-    let text = error.without_snippet().to_string();
-    let text = text.replace(", set DuplicateKeyPolicy in Options if acceptable", "");
-    text.lines().next().unwrap_or_default().trim().to_owned()
+    use serde_saphyr::MessageFormatter;
+    let text = serde_saphyr::UserMessageFormatter.format_message(error.without_snippet());
+    // The text may quote the file, so control characters are neutralized
+    // before it is printed, as serde-saphyr's `format_message` docs require.
+    let text: String = text
+        .chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect();
+    text.trim().to_owned()
 }
 
 // === impl Node ===
@@ -270,8 +279,13 @@ mod tests {
     }
 
     #[test]
-    fn duplicate_keys_rejected() {
-        assert!(parse("a: 1\na: 2\n").is_err());
+    fn duplicate_keys_kept() {
+        let tree = parse("a: 1\na: 2\n").unwrap();
+        let Value::Mapping(top) = &tree.value else {
+            panic!("expected a mapping")
+        };
+        let lines: Vec<(&str, u64)> = top.iter().map(|(k, _)| (k.name.as_str(), k.line)).collect();
+        assert_eq!(lines, [("a", 1), ("a", 2)]);
     }
 
     #[test]

@@ -36,21 +36,8 @@ pub(super) enum TlsCheck {
 
 pub(super) fn decode(path: &Path, text: &str, tls_check: TlsCheck) -> Result<Config, Problems> {
     let mut d = Decoder::new(path);
-    let root = match tree::parse(text) {
-        Ok(root) => root,
-        Err(e) => {
-            let (line, column) = e
-                .location()
-                .map(|l| (l.line(), l.column()))
-                .unwrap_or((0, 0));
-            d.report_at(
-                line,
-                column,
-                "",
-                format!("invalid YAML: {}", tree::describe_error(&e)),
-            );
-            return Err(Problems(d.problems));
-        }
+    let Some(root) = d.parse_document(text) else {
+        return Err(Problems(d.problems));
     };
     let base = path.parent().unwrap_or(Path::new("."));
 

@@ -14,7 +14,7 @@ use http::HeaderValue;
 use serde::Serialize;
 
 use super::signing::Signer;
-use crate::auth::{Identity, IdentityKind};
+use crate::auth::Identity;
 use crate::policy::admission::{Admission, AdmissionKind, EndpointIdentity, Gate};
 
 /// Lifetime of an assertion: long enough for an app to check it on
@@ -129,10 +129,7 @@ impl Caller {
             Caller::Identity(identity) => {
                 claims.gate = "public";
                 claims.sub = &identity.name;
-                claims.kind = Some(match identity.kind {
-                    IdentityKind::Person => "person",
-                    IdentityKind::Machine => "machine",
-                });
+                claims.kind = Some(identity.kind.as_str());
                 claims.auth_method = Some(&identity.method);
                 claims.email = identity.email.as_deref();
                 claims.groups = Some(&identity.groups);

@@ -97,6 +97,15 @@ impl Denial {
         }
     }
 
+    /// Returns where a browser navigation without a credential is sent to
+    /// sign in, when this denial is that redirect.
+    pub fn sign_in_location(&self) -> Option<&str> {
+        match &self.kind {
+            DenialKind::SignIn(location) => Some(location),
+            _ => None,
+        }
+    }
+
     /// Builds the response the client gets.
     pub fn response(self, parts: &Parts) -> Response<Body> {
         let mut response = match &self.kind {
@@ -297,7 +306,7 @@ async fn credential(
         trace.step(
             "credential",
             format_args!(
-                "described identity {} ({:?}, {}), taken as proven",
+                "described identity {} ({}, {}), taken as proven",
                 identity.name, identity.kind, identity.method
             ),
         );

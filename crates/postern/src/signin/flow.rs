@@ -1,4 +1,4 @@
-//! The authorization code flow: start, callback and sign-out.
+//! The authorization code flow: start and callback.
 //!
 //! What the callback must check (state, nonce, PKCE verifier, return
 //! address) travels in a short-lived sealed cookie on the auth host, not
@@ -239,42 +239,5 @@ async fn finish_callback(
     record.auth_method = Some(session.method.as_str().into());
     let mut response = found(&flow.rd);
     set_cookies(&mut response, cookies);
-    response
-}
-
-/// `GET` or `POST /oauth2/sign_out?rd=URL`: clears the session, then the
-/// provider's end-session endpoint when it has one, else `rd`.
-pub async fn sign_out(
-    signin: &SignIn,
-    request: &AuthRequest<'_>,
-    parts: &http::request::Parts,
-    record: &mut AccessRecord,
-) -> Response<Body> {
-    let rd = redirect::safe_return(query_param(parts, "rd").as_deref(), &signin.hostname);
-    let session = signin.sessions.load(&parts.headers).await.ok().flatten();
-    let cleared = signin.sessions.end(&parts.headers).await;
-    record.decision = "allow";
-    record.reason = "signed_out";
-
-    let mut location = None;
-    if let Some(session) = &session {
-        record.identity = Some(session.user.as_str().into());
-        record.auth_method = Some(session.method.as_str().into());
-        tracing::info!(user = %session.user, "Signed out");
-        if let Some(grant) = &session.provider
-            && let Some(provider) = signin.provider(&grant.provider)
-        {
-            let origin = auth_origin(parts, &signin.hostname, request.scheme);
-            location = provider
-                .end_session_url(
-                    grant.id_token.as_deref(),
-                    &format!("{origin}/oauth2/signed_out"),
-                    &rd,
-                )
-                .await;
-        }
-    }
-    let mut response = found(location.as_deref().unwrap_or(&rd));
-    set_cookies(&mut response, cleared);
     response
 }

@@ -70,17 +70,8 @@ impl Login<'_> {
             }
             Method::POST => self.post(parts, body, record).await,
             _ => {
-                record.reason = "method_not_allowed";
-                let mut response = json_error(
-                    StatusCode::METHOD_NOT_ALLOWED,
-                    "method_not_allowed",
-                    "the login page accepts GET and POST",
-                );
-                response.headers_mut().insert(
-                    http::header::ALLOW,
-                    HeaderValue::from_static("GET, HEAD, POST"),
-                );
-                response
+                let message = "the login page accepts GET and POST";
+                super::method_not_allowed("GET, HEAD, POST", message, record)
             }
         }
     }
@@ -94,7 +85,7 @@ impl Login<'_> {
         let host = record.host.as_deref().unwrap_or_default();
         if let Err(why) = check_same_origin(&parts.headers, host) {
             count("cross_site");
-            tracing::info!(client = %self.client, check = ?why, "Login form rejected as cross-site");
+            tracing::info!(client = %self.client, check = why.as_str(), "Login form rejected as cross-site");
             record.reason = match why {
                 CrossSite::NoProvenance => "login_no_origin",
                 CrossSite::FetchSite | CrossSite::Origin => "login_cross_site",

@@ -6,7 +6,7 @@
 //! |---|---|
 //! | `/oauth2/start?rd=URL[&provider=NAME]` | to the provider, with PKCE, state and nonce |
 //! | `/oauth2/callback` | code exchange, ID token check, session, back to `rd` |
-//! | `/oauth2/sign_out?rd=URL` | session cleared, then the provider's end-session endpoint |
+//! | `/oauth2/sign_out?rd=URL` | session cleared, then the provider's end-session endpoint; a confirmation page for a sign-out from another site |
 //! | `/oauth2/signed_out` | where the provider sends the browser back after sign-out |
 //! | `/login` | the login page: provider buttons, and a password form for `identities.users` |
 //! | anything else | postern's issuer endpoints, when it signs tokens |
@@ -21,6 +21,7 @@ mod pages;
 pub mod provider;
 pub mod redirect;
 pub mod refresh;
+mod sign_out;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -166,7 +167,7 @@ async fn route(
             flow::callback(signin, &request, &parts, record).await
         }
         ("/oauth2/sign_out", Some(signin)) => {
-            flow::sign_out(signin, &request, &parts, record).await
+            sign_out::serve(signin, &request, &parts, record).await
         }
         ("/oauth2/signed_out", Some(signin)) => {
             record.decision = "allow";
@@ -221,6 +222,24 @@ fn only_get(parts: &http::request::Parts, record: &mut AccessRecord) -> Option<R
         .headers_mut()
         .insert(http::header::ALLOW, HeaderValue::from_static("GET, HEAD"));
     Some(response)
+}
+
+/// Builds a 405 JSON response whose `Allow` lists `allow`.
+fn method_not_allowed(
+    allow: &'static str,
+    message: &str,
+    record: &mut AccessRecord,
+) -> Response<Body> {
+    record.reason = "method_not_allowed";
+    let mut response = crate::http::responses::json_error(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+        message,
+    );
+    response
+        .headers_mut()
+        .insert(http::header::ALLOW, HeaderValue::from_static(allow));
+    response
 }
 
 /// Returns the first value of a query parameter, decoded.

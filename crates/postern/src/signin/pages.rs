@@ -26,14 +26,44 @@ pub async fn index(
     let session = signin.sessions.load(&parts.headers).await.ok().flatten();
     let body = match session {
         Some(session) => format!(
-            "<p>Signed in as <b>{}</b> ({}).</p>\
-             <form method=\"post\" action=\"/oauth2/sign_out\"><button>Sign out</button></form>",
+            "<p>Signed in as <b>{}</b> ({}).</p>{}",
             escape(&session.user),
-            escape(&session.method)
+            escape(&session.method),
+            sign_out_form(None)
         ),
         None => "<p>Not signed in. <a href=\"/oauth2/start\">Sign in</a></p>".to_owned(),
     };
     html(StatusCode::OK, "postern", &body)
+}
+
+/// Builds the page for a sign-out that another site started. Showing it
+/// ends no session. Its button POSTs the sign-out from the auth host, if
+/// the person chooses to.
+pub fn sign_out_confirm(status: StatusCode, rd: &str) -> Response<Body> {
+    let body = format!(
+        "<p>Another site sent you here to sign out. To sign out of every app, \
+         select the button.</p>{}",
+        sign_out_form(Some(rd))
+    );
+    html(status, "Sign out", &body)
+}
+
+/// Builds the sign-out button, a form that POSTs to `/oauth2/sign_out`
+/// with `rd` as the return address when one is given.
+fn sign_out_form(rd: Option<&str>) -> String {
+    let action = match rd {
+        Some(rd) => {
+            let query = form_urlencoded::Serializer::new(String::new())
+                .append_pair("rd", rd)
+                .finish();
+            format!("/oauth2/sign_out?{query}")
+        }
+        None => "/oauth2/sign_out".to_owned(),
+    };
+    format!(
+        "<form method=\"post\" action=\"{}\"><button>Sign out</button></form>",
+        escape(&action)
+    )
 }
 
 fn html(status: StatusCode, title: &str, body: &str) -> Response<Body> {

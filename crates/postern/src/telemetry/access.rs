@@ -63,6 +63,11 @@ pub fn init() -> FlushGuard {
 impl AccessRecord {
     /// Writes the record to the access log and updates the request metrics.
     pub fn emit(&self) {
+        debug_assert!(
+            super::reasons::REASONS.contains(&self.reason),
+            "access-log reason {:?} is missing from telemetry::reasons::REASONS",
+            self.reason
+        );
         super::metrics::record_request(self);
 
         batch::append(|buf| {

@@ -126,3 +126,69 @@ pub fn record_reload(file: &'static str, outcome: &'static str) {
 pub fn set_endpoints_loaded(count: usize) {
     gauge!("postern_privatelink_endpoints").set(count as f64);
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeSet;
+    use std::path::Path;
+
+    const OBSERVABILITY: &str = include_str!("../../../../docs/observability.md");
+
+    /// Adds the metric names written as `"postern_..."` literals in the
+    /// Rust files under `dir`. postern writes every metric name as such a
+    /// literal at its macro call. A name built another way would escape
+    /// this test.
+    fn metric_names(dir: &Path, names: &mut BTreeSet<String>) {
+        for entry in std::fs::read_dir(dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                metric_names(&path, names);
+                continue;
+            }
+            if path.extension().is_none_or(|e| e != "rs") {
+                continue;
+            }
+            let text = std::fs::read_to_string(&path).unwrap();
+            for (_, rest) in text
+                .match_indices("\"postern_")
+                .map(|(i, _)| text.split_at(i + 1))
+            {
+                let end = rest
+                    .find(|c: char| !(c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_'))
+                    .unwrap_or(rest.len());
+                if rest[end..].starts_with('"') && end > "postern_".len() {
+                    names.insert(rest[..end].to_owned());
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn docs_list_every_metric() {
+        let mut names = BTreeSet::new();
+        metric_names(
+            &Path::new(env!("CARGO_MANIFEST_DIR")).join("src"),
+            &mut names,
+        );
+        assert!(names.contains("postern_requests_total"), "{names:?}");
+
+        for name in &names {
+            let rows = OBSERVABILITY
+                .lines()
+                .filter(|l| l.starts_with(&format!("| `{name}` |")))
+                .count();
+            assert_eq!(rows, 1, "rows for {name} in docs/observability.md");
+        }
+        let documented = OBSERVABILITY
+            .lines()
+            .filter_map(|l| l.strip_prefix("| `postern_"))
+            .filter_map(|rest| rest.split_once('`'))
+            .map(|(name, _)| format!("postern_{name}"));
+        for name in documented {
+            assert!(
+                names.contains(&name),
+                "{name} is documented but not in the code"
+            );
+        }
+    }
+}

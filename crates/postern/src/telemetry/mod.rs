@@ -7,6 +7,7 @@ pub mod access;
 mod batch;
 mod json_line;
 pub mod metrics;
+pub mod reasons;
 
 use tracing_subscriber::EnvFilter;
 use tracing_subscriber::fmt::format::FmtSpan;

@@ -3,8 +3,9 @@
 
 use std::net::{IpAddr, SocketAddr};
 
+use super::LOCALHOST;
 use super::client::{HttpResponse, connect_from, full_body, request, send_http1};
-use super::gateway::public_host;
+use super::gateway::{Gateway, public_host};
 
 pub fn auth_host() -> String {
     public_host("auth")
@@ -33,6 +34,25 @@ pub async fn post_login(
     send_http1(stream, builder.body(full_body(body)).unwrap())
         .await
         .unwrap_or_else(|e| panic!("POST /login: {e}"))
+}
+
+/// Signs `user` in on the login page of `gateway` and returns the
+/// session's Cookie header.
+pub async fn sign_in_with_password(gateway: &Gateway, user: &str, password: &str) -> String {
+    let signed_in = post_login(
+        LOCALHOST,
+        gateway.public,
+        &[("username", user), ("password", password), ("rd", "/")],
+        &[],
+    )
+    .await;
+    assert_eq!(
+        signed_in.status,
+        http::StatusCode::SEE_OTHER,
+        "{}",
+        signed_in.text()
+    );
+    cookie_header(&signed_in)
 }
 
 /// Joins the Set-Cookie values of a response into one Cookie header.

@@ -360,3 +360,58 @@ fn access_rule_problems_have_paths() {
             .contains("unknown issuer \"okta\"")
     );
 }
+
+#[test]
+fn duplicate_keys_named_by_path() {
+    let text = "\
+cluster:
+  hostname: example.test
+  region: us-east-1
+  region: eu-west-1
+  vpc_cidrs:
+    - {a: 1, a: 2}
+";
+    let problems = problems(text);
+    let places: Vec<(u64, u64, &str)> = problems
+        .iter()
+        .map(|p| (p.line, p.column, p.path.as_str()))
+        .collect();
+    assert_eq!(
+        places,
+        [(4, 3, "cluster.region"), (6, 14, "cluster.vpc_cidrs[0].a")]
+    );
+    assert_eq!(
+        problems[0].to_string(),
+        "vars.yaml:4:3: cluster.region: duplicate key `region`; it is first written at \
+         line 3; keep one of the two"
+    );
+}
+
+#[test]
+fn file_problem_shown_without_location() {
+    let problem = Problem {
+        file: "nope.yaml".into(),
+        line: 0,
+        column: 0,
+        path: String::new(),
+        message: "cannot read the file: not found; check the path".to_owned(),
+    };
+    assert_eq!(
+        problem.to_string(),
+        "nope.yaml: cannot read the file: not found; check the path"
+    );
+}
+
+#[test]
+fn syntax_error_has_no_key_path() {
+    let problems = problems("cluster: [unclosed\n");
+    assert_eq!(problems.len(), 1, "{problems:?}");
+    let rendered = problems[0].to_string();
+    assert!(rendered.starts_with("vars.yaml:"), "{rendered}");
+    assert!(!rendered.contains("(document)"), "{rendered}");
+    assert!(rendered.contains(": invalid YAML: "), "{rendered}");
+    assert!(
+        !rendered.contains("at line"),
+        "location repeated: {rendered}"
+    );
+}
