@@ -276,6 +276,28 @@ async fn te_trailers_kept() {
 }
 
 #[tokio::test]
+async fn te_in_response_stripped() {
+    let app = start_answering(
+        b"HTTP/1.1 200 OK\r\nTE: trailers\r\nKeep-Alive: timeout=5\r\ncontent-length: 2\r\n\r\nok",
+    )
+    .await;
+    let gateway = GatewaySpec::new()
+        .app(AppSpec::new("raw", app))
+        .start()
+        .await;
+    let head = format!(
+        "GET / HTTP/1.1\r\nHost: {}\r\nProxy-Authorization: Bearer {TOKEN}\r\n",
+        public_host("raw")
+    );
+
+    let response = raw_request(gateway.public, &head, "").await;
+
+    assert_eq!(response.status, 200);
+    assert_eq!(response.header("te"), None);
+    assert_eq!(response.header("keep-alive"), None);
+}
+
+#[tokio::test]
 async fn ambiguous_framing_400() {
     let (gateway, echo) = gateway_with_echo().await;
     let start = format!(

@@ -514,3 +514,52 @@ async fn shutdown_delay_keeps_serving_while_not_ready() {
     assert!(took >= Duration::from_millis(1500), "exited after {took:?}");
     assert!(took < Duration::from_secs(5), "exited after {took:?}");
 }
+
+#[tokio::test]
+async fn drain_waits_for_h2_response_held_by_flow_control() {
+    let echo = EchoServer::start().await;
+    let mut gateway = GatewaySpec::new()
+        .app(AppSpec::new("echo", echo.addr))
+        .limit("shutdown_grace_period", "20s")
+        .limit("shutdown_delay", "0s")
+        .start()
+        .await;
+
+    // A 100-byte window: the app's 8 KB answer, handed to h2 in one chunk,
+    // waits in h2's buffer until the client reads.
+    let stream = connect_from(LOCALHOST, gateway.public).await;
+    let (mut sender, connection) =
+        hyper::client::conn::http2::Builder::new(hyper_util::rt::TokioExecutor::new())
+            .initial_stream_window_size(100)
+            .handshake(TokioIo::new(stream))
+            .await
+            .unwrap();
+    tokio::spawn(connection);
+    let request = request("GET", &public_host("echo"), "/held")
+        .header("proxy-authorization", format!("Bearer {TOKEN}"))
+        .header("x-padding", "p".repeat(8000))
+        .body(empty_body())
+        .unwrap();
+    let response = within(
+        RESPONSE_TIMEOUT,
+        "the response head",
+        sender.send_request(request),
+    )
+    .await
+    .unwrap();
+    assert_eq!(response.status(), 200);
+
+    // The client reads nothing for longer than postern waits for a PING
+    // acknowledgement after its GOAWAY, then reads the rest.
+    gateway.signal("TERM");
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    let body = within(RESPONSE_TIMEOUT, "the body", response.into_body().collect())
+        .await
+        .expect("the response was cut short")
+        .to_bytes();
+
+    let echoed: serde_json::Value = serde_json::from_slice(&body).expect("the whole JSON body");
+    assert_eq!(echoed["path"], "/held");
+    let status = gateway.wait_exit(Duration::from_secs(10)).await;
+    assert_eq!(status.code(), Some(0));
+}

@@ -343,3 +343,40 @@ async fn total_timeout_cuts_stream() {
     let line = gateway.access_log_for(&request_id).await;
     assert_eq!(line["reason"], "total_timeout");
 }
+
+#[tokio::test]
+async fn reset_stream_lets_idle_h2_connection_close() {
+    let silent = start_silent().await;
+    let gateway = GatewaySpec::new()
+        .app(AppSpec::new("silent", silent))
+        .limit("client_idle_timeout", "500ms")
+        .start()
+        .await;
+
+    let stream = connect_from(LOCALHOST, gateway.public).await;
+    let (mut sender, connection) = hyper::client::conn::http2::handshake(
+        hyper_util::rt::TokioExecutor::new(),
+        TokioIo::new(stream),
+    )
+    .await
+    .unwrap();
+    let connection = tokio::spawn(connection);
+    let request = request("GET", &public_host("silent"), "/")
+        .header("proxy-authorization", format!("Bearer {TOKEN}"))
+        .body(empty_body())
+        .unwrap();
+    // Dropping the unanswered request resets its stream. The client keeps
+    // its connection: only the gateway may close it.
+    let waiting =
+        tokio::time::timeout(Duration::from_millis(300), sender.send_request(request)).await;
+    assert!(waiting.is_err(), "the silent app answered");
+
+    // The reset request no longer counts as in flight, so the idle timeout
+    // closes the connection.
+    let closed = tokio::time::timeout(Duration::from_millis(500) + SLACK, connection).await;
+    assert!(
+        closed.is_ok(),
+        "the connection stayed open past the idle timeout"
+    );
+    drop(sender);
+}

@@ -280,3 +280,30 @@ async fn admin_endpoints() {
     let response = send_http1(stream, post).await.unwrap();
     assert_eq!(response.status, 405);
 }
+
+#[tokio::test]
+async fn request_abandoned_before_response_logged_499() {
+    use tokio::io::AsyncWriteExt;
+    let silent = start_silent().await;
+    let gateway = GatewaySpec::new()
+        .app(AppSpec::new("silent", silent))
+        .start()
+        .await;
+
+    let mut stream = connect_from(LOCALHOST, gateway.public).await;
+    let head = format!(
+        "POST /abandoned HTTP/1.1\r\nHost: {}\r\nProxy-Authorization: Bearer {TOKEN}\r\ncontent-length: 2\r\n\r\nok",
+        public_host("silent")
+    );
+    stream.write_all(head.as_bytes()).await.unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    drop(stream);
+
+    let line = gateway
+        .wait_for_access_log("the abandoned request", |l| l["path"] == "/abandoned")
+        .await;
+    assert_eq!(line["status"], 499);
+    assert_eq!(line["reason"], "client_closed");
+    assert_eq!(line["decision"], "error");
+    assert_eq!(line["identity"], MACHINE);
+}

@@ -64,6 +64,9 @@ pub struct ResponseBody<B, F: FnOnce(u64, BodyEnd)> {
     bytes: u64,
     /// Set for a body with no frames, which hyper never polls.
     empty: bool,
+    /// Set to report the end only when hyper polls past the last frame (see
+    /// [`ResponseBody::new`]).
+    hold_end: bool,
     on_end: Option<F>,
 }
 
@@ -145,9 +148,26 @@ where
 impl<B: HttpBody, F: FnOnce(u64, BodyEnd)> ResponseBody<B, F> {
     /// Wraps `inner`. `idle` bounds each silence between frames; `deadline`
     /// bounds the whole body.
-    pub fn new(inner: B, idle: Option<Duration>, deadline: Option<Instant>, on_end: F) -> Self {
+    ///
+    /// With `hold_end`, the body reports its end, and runs `on_end`, only
+    /// when polled past its last frame. This is for HTTP/2: hyper polls a
+    /// stream's body for more only when the client's flow-control window
+    /// has room. The end then waits until the data that h2 buffers has gone
+    /// out, so a response that a slow reader has yet to receive still
+    /// counts as in flight.
+    pub fn new(
+        inner: B,
+        idle: Option<Duration>,
+        deadline: Option<Instant>,
+        hold_end: bool,
+        on_end: F,
+    ) -> Self {
+        let empty = inner.is_end_stream();
         ResponseBody {
-            empty: inner.is_end_stream(),
+            empty,
+            // An empty body stays empty: hyper ends the stream with the
+            // head, which a HEAD, 204 or 304 response needs.
+            hold_end: hold_end && !empty,
             inner,
             idle,
             idle_timer: None,
@@ -189,7 +209,7 @@ where
                 this.waiting = false;
                 // hyper may drop a body without polling past its last frame
                 // once `is_end_stream` is true.
-                if this.inner.is_end_stream() {
+                if this.inner.is_end_stream() && !this.hold_end {
                     this.finish(BodyEnd::Complete);
                 }
                 Poll::Ready(Some(Ok(frame)))
@@ -235,6 +255,9 @@ where
     }
 
     fn is_end_stream(&self) -> bool {
+        if self.hold_end {
+            return self.on_end.is_none();
+        }
         self.inner.is_end_stream()
     }
 

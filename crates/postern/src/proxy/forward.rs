@@ -212,6 +212,9 @@ fn upstream_failed(
 fn shape_response(response: Response<PooledBody>) -> Response<Body> {
     let (mut parts, body) = response.into_parts();
     headers::strip_hop_by_hop(&mut parts.headers);
+    // `TE: trailers` is kept for requests (gRPC); in a response TE means
+    // nothing and crosses no hop.
+    parts.headers.remove(http::header::TE);
     // The client's protocol is the gateway's own, whatever the upstream
     // spoke (hyper would otherwise respond to an HTTP/1.1 client in HTTP/1.0).
     parts.version = http::Version::HTTP_11;
@@ -223,10 +226,11 @@ pub(super) fn log_on_end(
     response: Response<Body>,
     idle: Option<Duration>,
     deadline: Option<Instant>,
+    http2: bool,
     on_end: impl FnOnce(u64, BodyEnd) + Send + Sync + Unpin + 'static,
 ) -> Response<Body> {
     let (parts, body) = response.into_parts();
-    let body = ResponseBody::new(body, idle, deadline, on_end);
+    let body = ResponseBody::new(body, idle, deadline, http2, on_end);
     Response::from_parts(parts, body.boxed())
 }
 

@@ -24,6 +24,7 @@ use tokio::time::Instant;
 
 use crate::auth::Identity;
 use crate::http::Body;
+use crate::http::body::BodyEnd;
 use crate::http::headers;
 use crate::http::responses::{json, json_error};
 use crate::identity::assertion::Caller;
@@ -76,34 +77,54 @@ struct Exchange {
 }
 
 /// Serves one request.
-/// `done` runs once the response body has ended or been dropped.
+/// `done` runs once the response body has ended or been dropped, or when
+/// the request is abandoned before its response head.
 pub async fn handle(
     state: Arc<State>,
     conn: Arc<ConnectionInfo>,
     request: Request<Incoming>,
     done: impl FnOnce() + Send + Sync + Unpin + 'static,
 ) -> Result<Response<Body>, Infallible> {
-    let snapshot = state.snapshot();
-    let (mut parts, body) = request.into_parts();
-    let mut exchange = Exchange::new(&conn, &parts);
+    let (parts, body) = request.into_parts();
+    let mut pending = Pending {
+        exchange: Some(Exchange::new(&conn, &parts)),
+        done: Some(done),
+        state: state.clone(),
+    };
+    let exchange = pending.exchange.as_mut().expect("set above");
+    let (response, timeouts) = respond(&state, &conn, parts, body, exchange).await;
+    let (exchange, done) = pending.answered();
+    Ok(exchange.finish(response, timeouts.as_ref(), &state, done))
+}
 
-    let route = match decide(&state, &snapshot, &conn, &mut parts, &mut exchange.record).await {
+/// Produces the response head: from the pipeline, the auth host or the
+/// app. Returns the app's timeouts for a response body that streams from
+/// an app.
+async fn respond(
+    state: &Arc<State>,
+    conn: &ConnectionInfo,
+    mut parts: http::request::Parts,
+    body: Incoming,
+    exchange: &mut Exchange,
+) -> (Response<Body>, Option<crate::config::AppTimeouts>) {
+    let snapshot = state.snapshot();
+    let route = match decide(state, &snapshot, conn, &mut parts, &mut exchange.record).await {
         Ok(Next::Forward(route)) => route,
         Ok(Next::AuthHost) => {
             let request = crate::signin::AuthRequest {
                 identities: &snapshot.identities,
-                scheme: public_scheme(&conn, &parts),
+                scheme: public_scheme(conn, &parts),
                 body_idle: conn.request_body_idle,
                 attempts: &state.sign_in_attempts,
                 client: conn.admission.client.ip(),
             };
             let response = crate::signin::serve(request, parts, body, &mut exchange.record).await;
-            return Ok(exchange.finish(response, None, &state, done));
+            return (response, None);
         }
-        Err(response) => return Ok(exchange.finish(*response, None, &state, done)),
+        Err(response) => return (*response, None),
     };
 
-    let assertion = match assertion(&snapshot, &conn, &route, &parts) {
+    let assertion = match assertion(&snapshot, conn, &route, &parts) {
         Ok(assertion) => assertion,
         Err(error) => {
             tracing::error!(app = %route.app, %error, "X-Postern-Assertion could not be signed");
@@ -114,12 +135,12 @@ pub async fn handle(
                 "internal_error",
                 "the gateway could not sign the identity assertion",
             );
-            return Ok(exchange.finish(response, None, &state, done));
+            return (response, None);
         }
     };
     // A refreshed session's cookies go out with the app's response.
     let refreshed = parts.extensions.remove::<decision::SessionCookies>();
-    let mut response = forward::forward(&conn, &route, parts, body, assertion, &mut exchange).await;
+    let mut response = forward::forward(conn, &route, parts, body, assertion, exchange).await;
     if let Some(sessions) = &snapshot.identities.sessions {
         let dropped = sessions.strip_set_cookies(response.headers_mut());
         if dropped > 0 {
@@ -130,10 +151,49 @@ pub async fn handle(
     if let Some(decision::SessionCookies(cookies)) = refreshed {
         crate::signin::set_cookies(&mut response, cookies);
     }
-    let timeouts =
-        (response.status() != StatusCode::SWITCHING_PROTOCOLS).then_some(&route.timeouts);
-    Ok(exchange.finish(response, timeouts, &state, done))
+    let timeouts = (response.status() != StatusCode::SWITCHING_PROTOCOLS).then_some(route.timeouts);
+    (response, timeouts)
 }
+
+/// A request whose response head is not ready yet. hyper drops the
+/// handler when the client closes its connection or resets its stream
+/// first. The request is then logged as abandoned, with status 499 as
+/// nginx logs it, and `done` runs: the connection no longer counts it as
+/// in flight.
+struct Pending<F: FnOnce()> {
+    exchange: Option<Exchange>,
+    done: Option<F>,
+    state: Arc<State>,
+}
+
+impl<F: FnOnce()> Pending<F> {
+    /// Hands over the exchange and `done` once the response head is ready.
+    fn answered(mut self) -> (Exchange, F) {
+        let exchange = self.exchange.take().expect("answered once");
+        let done = self.done.take().expect("answered once");
+        (exchange, done)
+    }
+}
+
+impl<F: FnOnce()> Drop for Pending<F> {
+    fn drop(&mut self) {
+        if let Some(exchange) = self.exchange.take() {
+            let mut record = exchange.record;
+            record.status = CLIENT_CLOSED_REQUEST;
+            record.bytes_in = exchange.bytes_in.load(Ordering::Relaxed);
+            record.duration_ms = crate::telemetry::access::millis(exchange.started.elapsed());
+            forward::note_body_end(&mut record, BodyEnd::Dropped, self.state.is_draining());
+            record.emit();
+        }
+        if let Some(done) = self.done.take() {
+            done();
+        }
+    }
+}
+
+/// The status nginx logs for a request whose client left before the
+/// response: no response was sent, so the number appears only in the log.
+const CLIENT_CLOSED_REQUEST: u16 = 499;
 
 /// Runs every check that comes before the upstream, and returns where the
 /// request goes or the response that ends the request here.
@@ -360,7 +420,8 @@ impl Exchange {
 
         let idle = timeouts.map(|t| t.body_idle);
         let deadline = timeouts.and_then(|t| t.total).map(|total| started + total);
-        forward::log_on_end(response, idle, deadline, move |bytes_out, end| {
+        let http2 = record.protocol == protocol(http::Version::HTTP_2);
+        forward::log_on_end(response, idle, deadline, http2, move |bytes_out, end| {
             record.bytes_out = bytes_out;
             record.bytes_in = bytes_in.load(Ordering::Relaxed);
             record.duration_ms = crate::telemetry::access::millis(started.elapsed());

@@ -244,11 +244,28 @@ pub(super) async fn serve_h1<I>(
 /// Builds the request handler of one connection.
 fn service(state: Arc<State>, info: Arc<ConnectionInfo>, activity: Arc<Activity>) -> Service {
     Box::new(move |request| {
-        activity.request_started();
-        let activity = activity.clone();
-        let done = move || activity.request_ended();
+        let in_flight = InFlight::start(activity.clone());
+        let done = move || drop(in_flight);
         Box::pin(proxy::handle(state.clone(), info.clone(), request, done))
     })
+}
+
+/// A request in flight on its connection. It ends when dropped: also when
+/// hyper drops the handler unfinished, as it does for a reset stream, so
+/// that such a request does not hold its connection open for ever.
+struct InFlight(Arc<Activity>);
+
+impl InFlight {
+    fn start(activity: Arc<Activity>) -> Self {
+        activity.request_started();
+        InFlight(activity)
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.request_ended();
+    }
 }
 
 /// The reason a connection's hyper state ends while the connection is idle.

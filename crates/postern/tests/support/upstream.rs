@@ -418,6 +418,30 @@ pub async fn start_losing_second_request() -> (SocketAddr, Arc<AtomicUsize>) {
     (addr, connections)
 }
 
+/// Starts an app that answers every request head with `response`, as is.
+pub async fn start_answering(response: &'static [u8]) -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let mut head = Vec::new();
+                let mut buf = [0u8; 4096];
+                while let Ok(n @ 1..) = stream.read(&mut buf).await {
+                    head.extend_from_slice(&buf[..n]);
+                    while let Some(end) = head.windows(4).position(|w| w == b"\r\n\r\n") {
+                        head.drain(..end + 4);
+                        if stream.write_all(response).await.is_err() {
+                            return;
+                        }
+                    }
+                }
+            });
+        }
+    });
+    addr
+}
+
 /// Returns an address where nothing listens: a port the kernel picked, then
 /// freed.
 pub async fn refused_addr() -> SocketAddr {
