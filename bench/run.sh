@@ -54,6 +54,7 @@ BENCH_USER=bench-user
 TARGETS=(upstream nginx haproxy postern-token postern-jwt postern-cookie)
 
 WORK_DIR=""
+POSTERN_RSS_KIB=()
 JWT=""
 SESSION_COOKIE=""
 STARTED_PIDS=()
@@ -592,11 +593,20 @@ run_throughput_benchmark() {
     for target in "${TARGETS[@]}"; do
         run_wrk "$target" "$WARMUP_SECONDS" warmup
     done
+    # postern's RSS after the warm-up and after every round: growth between
+    # rounds that serve the same load would be a leak.
+    POSTERN_RSS_KIB=("$(rss_kib "$POSTERN_PID")")
     for ((round = 1; round <= ROUNDS; round++)); do
         for target in "${TARGETS[@]}"; do
             run_wrk "$target" "$WRK_SECONDS" "$round"
         done
+        POSTERN_RSS_KIB+=("$(rss_kib "$POSTERN_PID")")
     done
+}
+
+# Print the resident memory of process PID in KiB.
+rss_kib() {
+    awk '/^VmRSS:/ { print $2 }' /proc/"$1"/status
 }
 
 # Print the median of column COLUMN (1-based, of runs.tsv) over the rounds of TARGET.
@@ -801,6 +811,9 @@ write_memory_section() {
     echo "| postern open files during the idle time | $(idle_field server_open_files_during_hold) |"
     echo "| client source addresses | $(idle_field source_addresses) |"
     echo "| postern threads (name x count) | $POSTERN_THREADS |"
+    echo
+    echo "RSS of the postern process that served the throughput runs, after the"
+    echo "warm-up and after each round (KiB): ${POSTERN_RSS_KIB[*]}."
     echo
 }
 

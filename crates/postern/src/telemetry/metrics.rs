@@ -18,15 +18,37 @@ const LATENCY_BUCKETS: [f64; 16] = [
     600.0,
 ];
 
+/// How often histogram samples are folded into their buckets.
+const UPKEEP_INTERVAL: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// Installs the global recorder once and returns its handle.
 pub fn install() -> &'static PrometheusHandle {
     HANDLE.get_or_init(|| {
-        PrometheusBuilder::new()
+        let handle = PrometheusBuilder::new()
             .set_buckets_for_metric(Matcher::Suffix("_seconds".into()), &LATENCY_BUCKETS)
             .expect("the bucket list is not empty")
             .install_recorder()
-            .expect("the metrics recorder is installed once")
+            .expect("the metrics recorder is installed once");
+        start_upkeep(handle.clone());
+        handle
     })
+}
+
+/// Folds histogram samples into their buckets every [`UPKEEP_INTERVAL`].
+/// The recorder keeps every sample until then: without upkeep, and with
+/// nobody scraping `/metrics`, it would grow by every request's samples.
+fn start_upkeep(handle: PrometheusHandle) {
+    let spawned = std::thread::Builder::new()
+        .name("postern-metrics".into())
+        .spawn(move || {
+            loop {
+                std::thread::sleep(UPKEEP_INTERVAL);
+                handle.run_upkeep();
+            }
+        });
+    if let Err(error) = spawned {
+        tracing::error!(%error, "The metrics upkeep thread could not start; histograms grow until /metrics is read");
+    }
 }
 
 /// Renders every metric in the Prometheus text format.
