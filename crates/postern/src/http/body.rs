@@ -208,8 +208,9 @@ where
                 }
                 this.waiting = false;
                 // hyper may drop a body without polling past its last frame
-                // once `is_end_stream` is true.
-                if this.inner.is_end_stream() && !this.hold_end {
+                // once `is_end_stream` is true, and always after trailers,
+                // which come last.
+                if frame.is_trailers() || (this.inner.is_end_stream() && !this.hold_end) {
                     this.finish(BodyEnd::Complete);
                 }
                 Poll::Ready(Some(Ok(frame)))
@@ -274,5 +275,53 @@ impl<B, F: FnOnce(u64, BodyEnd)> Drop for ResponseBody<B, F> {
             BodyEnd::Dropped
         };
         self.finish(end);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Mutex;
+
+    use http_body_util::{BodyExt, StreamBody};
+
+    use super::*;
+
+    /// Polls a held-end body of one data frame and `last` to its end and
+    /// returns how `on_end` saw it end, right after the last frame.
+    async fn end_after(last: Frame<Bytes>) -> Option<(u64, BodyEnd)> {
+        let frames: Vec<Result<Frame<Bytes>, BoxError>> =
+            vec![Ok(Frame::data(Bytes::from_static(b"abc"))), Ok(last)];
+        let ended = Arc::new(Mutex::new(None));
+        let seen = ended.clone();
+        let body = ResponseBody::new(
+            StreamBody::new(futures_util::stream::iter(frames)),
+            None,
+            None,
+            true,
+            move |bytes, end| *seen.lock().unwrap() = Some((bytes, end)),
+        );
+        let mut body = std::pin::pin!(body);
+        while let Some(frame) = body.frame().await {
+            let frame = frame.unwrap();
+            if frame.is_trailers() {
+                // hyper stops here: the end must already be recorded.
+                return *ended.lock().unwrap();
+            }
+        }
+        *ended.lock().unwrap()
+    }
+
+    #[tokio::test]
+    async fn held_end_reported_after_trailers() {
+        let trailers = Frame::trailers(http::HeaderMap::new());
+
+        assert_eq!(end_after(trailers).await, Some((3, BodyEnd::Complete)));
+    }
+
+    #[tokio::test]
+    async fn held_end_reported_when_polled_past_last_frame() {
+        let last = Frame::data(Bytes::from_static(b"de"));
+
+        assert_eq!(end_after(last).await, Some((5, BodyEnd::Complete)));
     }
 }
