@@ -329,7 +329,15 @@ async fn credential(
     // session cookie may prove who is calling.
     let mut clear_cookies = Vec::new();
     if matches!(error, AuthError::Missing | AuthError::UnknownAuthorization) {
-        match signin::credential::session(identities, &parts.headers, request.mode).await {
+        // Boxed: a session may need a refresh at the provider, whose state
+        // is kilobytes that a request without a session cookie would carry.
+        match Box::pin(signin::credential::session(
+            identities,
+            &parts.headers,
+            request.mode,
+        ))
+        .await
+        {
             SessionCredential::Valid {
                 identity,
                 set_cookies,

@@ -118,7 +118,10 @@ async fn respond(
                 attempts: &state.sign_in_attempts,
                 client: conn.admission.client.ip(),
             };
-            let response = crate::signin::serve(request, parts, body, &mut exchange.record).await;
+            // Boxed: the sign-in flow's state is kilobytes that every app
+            // request would carry otherwise.
+            let serving = crate::signin::serve(request, parts, body, &mut exchange.record);
+            let response = Box::pin(serving).await;
             return (response, None);
         }
         Err(response) => return (*response, None),

@@ -54,11 +54,16 @@ pub(super) async fn serve(
     };
     // Likewise, a connection still in its TLS handshake, or still sending
     // the bytes that tell HTTP/2 from HTTP/1.1, is closed by the drain.
+    // Boxed as a whole, so that the drain watch of this phase does not
+    // take room in the connection's task for its whole life.
     let mut stop = shutdown.clone();
-    let started = tokio::select! {
-        started = Box::pin(start_protocol(stream, admitted)) => started,
-        _ = stop.wait_for(|&stopping| stopping) => None,
-    };
+    let started = Box::pin(async move {
+        tokio::select! {
+            started = start_protocol(stream, admitted) => started,
+            _ = stop.wait_for(|&stopping| stopping) => None,
+        }
+    })
+    .await;
     let Some(started) = started else {
         return;
     };
