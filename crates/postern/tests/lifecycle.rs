@@ -516,7 +516,7 @@ async fn shutdown_delay_keeps_serving_while_not_ready() {
 }
 
 #[tokio::test]
-async fn drain_waits_for_h2_response_held_by_flow_control() {
+async fn drain_keeps_flow_blocked_h2_response() {
     let echo = EchoServer::start().await;
     let mut gateway = GatewaySpec::new()
         .app(AppSpec::new("echo", echo.addr))
@@ -525,7 +525,7 @@ async fn drain_waits_for_h2_response_held_by_flow_control() {
         .start()
         .await;
 
-    // A 100-byte window: the app's 8 KB answer, handed to h2 in one chunk,
+    // A 100-byte window: the app's 8 KB response, handed to h2 in one chunk,
     // waits in h2's buffer until the client reads.
     let stream = connect_from(LOCALHOST, gateway.public).await;
     let (mut sender, connection) =

@@ -20,8 +20,8 @@ pub struct CountingBody<B> {
     inner: B,
     count: Arc<AtomicU64>,
     idle: Duration,
-    /// Made at the first poll that finds no frame: a body that never waits
-    /// (an empty one, say) never allocates or registers a timer.
+    /// The idle timer, made at the first poll that finds no frame, so that a
+    /// body that never waits (an empty one, say) allocates no timer.
     idle_timer: Option<Pin<Box<Sleep>>>,
     /// Set while the timer runs: from the first poll that found no frame.
     /// Time while the upstream applies backpressure (and does not poll) is

@@ -77,8 +77,10 @@ struct Exchange {
 }
 
 /// Serves one request.
-/// `done` runs once the response body has ended or been dropped, or when
-/// the request is abandoned before its response head.
+/// `done` runs once the response body has ended or been dropped. A request
+/// abandoned before its response head drops `done` without running it, so
+/// a caller that counts requests ends them on drop (see `InFlight` in
+/// server::protocol).
 pub async fn handle(
     state: Arc<State>,
     conn: Arc<ConnectionInfo>,
@@ -88,12 +90,11 @@ pub async fn handle(
     let (parts, body) = request.into_parts();
     let mut pending = Pending {
         exchange: Some(Exchange::new(&conn, &parts)),
-        done: Some(done),
         state: state.clone(),
     };
     let exchange = pending.exchange.as_mut().expect("set above");
     let (response, timeouts) = respond(&state, &conn, parts, body, exchange).await;
-    let (exchange, done) = pending.answered();
+    let exchange = pending.answered();
     Ok(exchange.finish(response, timeouts.as_ref(), &state, done))
 }
 
@@ -161,24 +162,23 @@ async fn respond(
 /// A request whose response head is not ready yet. hyper drops the
 /// handler when the client closes its connection or resets its stream
 /// first. The request is then logged as abandoned, with status 499 as
-/// nginx logs it, and `done` runs: the connection no longer counts it as
-/// in flight.
-struct Pending<F: FnOnce()> {
+/// nginx logs it.
+struct Pending {
     exchange: Option<Exchange>,
-    done: Option<F>,
     state: Arc<State>,
 }
 
-impl<F: FnOnce()> Pending<F> {
-    /// Hands over the exchange and `done` once the response head is ready.
-    fn answered(mut self) -> (Exchange, F) {
-        let exchange = self.exchange.take().expect("answered once");
-        let done = self.done.take().expect("answered once");
-        (exchange, done)
+impl Pending {
+    /// Returns the exchange once the response head is ready, so that
+    /// dropping `self` logs nothing.
+    fn answered(mut self) -> Exchange {
+        self.exchange
+            .take()
+            .expect("the exchange is taken only here")
     }
 }
 
-impl<F: FnOnce()> Drop for Pending<F> {
+impl Drop for Pending {
     fn drop(&mut self) {
         if let Some(exchange) = self.exchange.take() {
             let mut record = exchange.record;
@@ -187,9 +187,6 @@ impl<F: FnOnce()> Drop for Pending<F> {
             record.duration_ms = crate::telemetry::access::millis(exchange.started.elapsed());
             forward::note_body_end(&mut record, BodyEnd::Dropped, self.state.is_draining());
             record.emit();
-        }
-        if let Some(done) = self.done.take() {
-            done();
         }
     }
 }

@@ -35,8 +35,8 @@ pub fn install() -> &'static PrometheusHandle {
 }
 
 /// Folds histogram samples into their buckets every [`UPKEEP_INTERVAL`].
-/// The recorder keeps every sample until then: without upkeep, and with
-/// nobody scraping `/metrics`, it would grow by every request's samples.
+/// The recorder keeps every sample until then, so without upkeep, and
+/// without scrapes of `/metrics`, it grows with every request.
 fn start_upkeep(handle: PrometheusHandle) {
     let spawned = std::thread::Builder::new()
         .name("postern-metrics".into())

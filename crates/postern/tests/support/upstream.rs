@@ -18,7 +18,7 @@ use hyper_util::rt::TokioIo;
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpStream};
 
 use super::client::{ChannelBody, full_body};
 
@@ -382,64 +382,59 @@ pub async fn start_counting(close_after_one: bool) -> (SocketAddr, Arc<AtomicUsi
     (addr, connections)
 }
 
-/// Starts an app that answers the first request on each connection with
-/// 200 and keeps the connection, then closes it on reading the second
-/// request, unanswered: an app that closed an idle connection just as the
-/// gateway reused it. Returns its address and its count of connections.
+/// Starts an app that responds to the first request on each connection
+/// with 200 and keeps the connection, then closes it when the second
+/// request arrives, without a response: an app that closed an idle
+/// connection just as the gateway reused it. Returns its address and its
+/// count of connections.
 pub async fn start_losing_second_request() -> (SocketAddr, Arc<AtomicUsize>) {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let connections = Arc::new(AtomicUsize::new(0));
     let counter = connections.clone();
     tokio::spawn(async move {
-        while let Ok((mut stream, _)) = listener.accept().await {
+        while let Ok((stream, _)) = listener.accept().await {
             counter.fetch_add(1, Ordering::SeqCst);
-            tokio::spawn(async move {
-                let mut head = Vec::new();
-                let mut buf = [0u8; 4096];
-                let mut answered = 0;
-                while let Ok(n @ 1..) = stream.read(&mut buf).await {
-                    head.extend_from_slice(&buf[..n]);
-                    while let Some(end) = head.windows(4).position(|w| w == b"\r\n\r\n") {
-                        head.drain(..end + 4);
-                        if answered == 1 {
-                            return;
-                        }
-                        answered += 1;
-                        let ok = b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok";
-                        if stream.write_all(ok).await.is_err() {
-                            return;
-                        }
-                    }
-                }
-            });
+            tokio::spawn(respond_to_heads(stream, |number| {
+                (number == 1).then_some(&b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok"[..])
+            }));
         }
     });
     (addr, connections)
 }
 
-/// Starts an app that answers every request head with `response`, as is.
+/// Starts an app that writes `response`, unchanged, for every request head.
 pub async fn start_answering(response: &'static [u8]) -> SocketAddr {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     tokio::spawn(async move {
-        while let Ok((mut stream, _)) = listener.accept().await {
-            tokio::spawn(async move {
-                let mut head = Vec::new();
-                let mut buf = [0u8; 4096];
-                while let Ok(n @ 1..) = stream.read(&mut buf).await {
-                    head.extend_from_slice(&buf[..n]);
-                    while let Some(end) = head.windows(4).position(|w| w == b"\r\n\r\n") {
-                        head.drain(..end + 4);
-                        if stream.write_all(response).await.is_err() {
-                            return;
-                        }
-                    }
-                }
-            });
+        while let Ok((stream, _)) = listener.accept().await {
+            tokio::spawn(respond_to_heads(stream, |_| Some(response)));
         }
     });
     addr
+}
+
+/// Reads request heads (bodies are not expected) and writes `reply(n)` for
+/// the n-th head, counting from 1, or closes the connection when it returns
+/// `None`.
+async fn respond_to_heads(mut stream: TcpStream, reply: impl Fn(usize) -> Option<&'static [u8]>) {
+    let mut head = Vec::new();
+    let mut buf = [0u8; 4096];
+    let mut heads = 0;
+    while let Ok(n @ 1..) = stream.read(&mut buf).await {
+        head.extend_from_slice(&buf[..n]);
+        while let Some(end) = head.windows(4).position(|w| w == b"\r\n\r\n") {
+            head.drain(..end + 4);
+            heads += 1;
+            let Some(response) = reply(heads) else {
+                return;
+            };
+            if stream.write_all(response).await.is_err() {
+                return;
+            }
+        }
+    }
 }
 
 /// Returns an address where nothing listens: a port the kernel picked, then
