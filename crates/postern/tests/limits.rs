@@ -63,6 +63,52 @@ async fn max_connections_refuses_extra() {
     }
 }
 
+/// The kernel hashes each new connection to one worker's socket. The
+/// workers hand connections to each other so that each holds nearly the same
+/// number, and a handed-over connection is served like any other.
+#[tokio::test]
+async fn connections_spread_evenly_over_workers() {
+    const WORKERS: usize = 4;
+    const CONNECTIONS: usize = 64;
+    let echo = EchoServer::start().await;
+    let gateway = GatewaySpec::new()
+        .app(AppSpec::new("echo", echo.addr))
+        .workers(WORKERS)
+        .start()
+        .await;
+    // A keep-alive request, so that every connection stays open.
+    let request = format!(
+        "GET / HTTP/1.1\r\nHost: {}\r\nProxy-Authorization: Bearer {TOKEN}\r\n\r\n",
+        public_host("echo")
+    );
+    let mut open = Vec::new();
+    for _ in 0..CONNECTIONS {
+        let mut stream = connect_from(LOCALHOST, gateway.public).await;
+        stream.write_all(request.as_bytes()).await.unwrap();
+        let ReadOutcome::Data(bytes) = read_outcome(&mut stream, SLACK).await else {
+            panic!("a connection got no response");
+        };
+        assert_eq!(RawResponse::parse(&bytes).status, 200);
+        open.push(stream);
+    }
+
+    let text = gateway.metrics().await;
+    let counts: Vec<f64> = (0..WORKERS)
+        .map(|worker| {
+            let labels = [("gate", "public"), ("worker", &*worker.to_string())];
+            metric_sum(&text, "postern_worker_connections", &labels)
+        })
+        .collect();
+    assert_eq!(counts.iter().sum::<f64>(), CONNECTIONS as f64, "{counts:?}");
+    let (fewest, most) = counts
+        .iter()
+        .fold((f64::MAX, 0.0_f64), |(lo, hi), &n| (lo.min(n), hi.max(n)));
+    assert!(
+        most - fewest <= 2.0,
+        "open connections per worker: {counts:?}"
+    );
+}
+
 #[tokio::test]
 async fn oversized_head_431() {
     let echo = EchoServer::start().await;

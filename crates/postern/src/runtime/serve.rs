@@ -222,14 +222,20 @@ fn start_workers(
     let acceptors: Vec<_> = listeners
         .into_iter()
         .flatten()
-        .map(|listener| std::sync::Mutex::new(listener.into_acceptors()))
-        .collect();
+        .map(|listener| {
+            let list = listener.into_acceptors().into_iter().map(Some).collect();
+            std::sync::Mutex::new(list)
+        })
+        .collect::<Vec<std::sync::Mutex<Vec<Option<_>>>>>();
     let (state, tracker, shutdown) = (state.clone(), tracker.clone(), shutdown.clone());
-    Workers::start(move |_index| {
-        // Each worker takes one acceptor of each gate.
+    Workers::start(move |index| {
+        // Each worker takes its own acceptor of each gate.
         let mine: Vec<_> = acceptors
             .iter()
-            .filter_map(|list| list.lock().unwrap_or_else(|e| e.into_inner()).pop())
+            .filter_map(|list| {
+                let mut list = list.lock().unwrap_or_else(|e| e.into_inner());
+                list.get_mut(index).and_then(Option::take)
+            })
             .collect();
         let (state, tracker, shutdown) = (state.clone(), tracker.clone(), shutdown.clone());
         async move {

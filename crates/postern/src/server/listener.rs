@@ -3,10 +3,11 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use tokio::net::TcpListener;
-use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, watch};
 use tokio_util::task::TaskTracker;
 
+use super::balance::{Balance, Handoff, Seat};
 use super::connection::{self, refuse};
 use crate::policy::admission::{Gate, Refusal};
 use crate::runtime::state::State;
@@ -18,14 +19,16 @@ use crate::telemetry::metrics;
 pub struct ConnectionGuard {
     gate: Gate,
     _permit: OwnedSemaphorePermit,
+    _seat: Seat,
 }
 
 impl ConnectionGuard {
-    fn new(gate: Gate, permit: OwnedSemaphorePermit) -> Self {
+    fn new(gate: Gate, permit: OwnedSemaphorePermit, seat: Seat) -> Self {
         metrics::connection_opened(gate);
         ConnectionGuard {
             gate,
             _permit: permit,
+            _seat: seat,
         }
     }
 }
@@ -69,15 +72,21 @@ impl GateListener {
         self.sockets[0].local_addr()
     }
 
-    /// Splits the listener into one acceptor per worker.
+    /// Splits the listener into one acceptor per worker, in worker order.
     pub fn into_acceptors(self) -> Vec<Acceptor> {
         let (gate, permits) = (self.gate, self.permits);
+        let (balance, inboxes) = Balance::new(gate, self.sockets.len());
         self.sockets
             .into_iter()
-            .map(|socket| Acceptor {
+            .zip(inboxes)
+            .enumerate()
+            .map(|(worker, (socket, inbox))| Acceptor {
                 gate,
+                worker,
                 socket,
                 permits: permits.clone(),
+                balance: balance.clone(),
+                inbox,
             })
             .collect()
     }
@@ -117,31 +126,53 @@ fn bind_socket(addr: SocketAddr) -> std::io::Result<std::net::TcpListener> {
 /// One worker's share of a gate listener.
 pub struct Acceptor {
     gate: Gate,
+    worker: usize,
     socket: std::net::TcpListener,
     permits: Arc<Semaphore>,
+    balance: Arc<Balance>,
+    /// Connections that other workers accepted and handed to this one.
+    inbox: mpsc::UnboundedReceiver<Handoff>,
 }
 
 impl Acceptor {
-    /// Accepts connections until `shutdown` turns true. Each connection runs
-    /// in a task on `tracker`, so the caller can wait for them to drain.
-    /// Must run inside the worker's runtime.
+    /// Accepts connections until `shutdown` turns true, and serves those
+    /// this worker accepts or is handed. Each connection runs in a task on
+    /// `tracker`, so the caller can wait for them to drain. Must run inside
+    /// the worker's runtime.
     pub async fn run(
         self,
         state: Arc<State>,
         tracker: TaskTracker,
         mut shutdown: watch::Receiver<bool>,
     ) {
-        let gate = self.gate;
-        let listener = match TcpListener::from_std(self.socket) {
+        let Acceptor {
+            gate,
+            worker,
+            socket,
+            permits,
+            balance,
+            mut inbox,
+        } = self;
+        let listener = match TcpListener::from_std(socket) {
             Ok(listener) => listener,
             Err(error) => {
                 tracing::error!(gate = %gate, %error, "A worker cannot use its listening socket");
                 return;
             }
         };
+        let serving = Serving {
+            gate,
+            state,
+            tracker,
+            shutdown: shutdown.clone(),
+        };
         loop {
             let accepted = tokio::select! {
                 accepted = listener.accept() => accepted,
+                Some(handoff) = inbox.recv() => {
+                    serving.take_over(handoff);
+                    continue;
+                }
                 _ = shutdown.changed() => break,
             };
             let (stream, peer) = match accepted {
@@ -154,7 +185,7 @@ impl Acceptor {
                     continue;
                 }
             };
-            let Ok(permit) = self.permits.clone().try_acquire_owned() else {
+            let Ok(permit) = permits.clone().try_acquire_owned() else {
                 refuse(
                     gate,
                     peer,
@@ -163,15 +194,72 @@ impl Acceptor {
                 );
                 continue;
             };
-            let _ = stream.set_nodelay(true);
-            let state = state.clone();
-            let shutdown = shutdown.clone();
-            let guard = Arc::new(ConnectionGuard::new(gate, permit));
-            let tunnels = tracker.clone();
-            tracker.spawn(async move {
-                connection::serve(gate, state, stream, peer, shutdown, guard, tunnels).await;
-            });
+            let seat = balance.seat(worker);
+            if seat.worker() == worker {
+                serving.start(stream, peer, permit, seat);
+            } else {
+                hand_over(&balance, gate, stream, peer, permit, seat);
+            }
         }
         tracing::debug!(gate = %gate, "Stopped accepting connections");
+    }
+}
+
+/// Sends a connection to the worker its seat is on. The stream leaves
+/// this worker's event loop first, since each runtime polls its own.
+fn hand_over(
+    balance: &Balance,
+    gate: Gate,
+    stream: TcpStream,
+    peer: SocketAddr,
+    permit: OwnedSemaphorePermit,
+    seat: Seat,
+) {
+    let stream = match stream.into_std() {
+        Ok(stream) => stream,
+        Err(error) => {
+            tracing::warn!(gate = %gate, %error, "A connection could not move to another worker");
+            return;
+        }
+    };
+    let handoff = Handoff {
+        stream,
+        peer,
+        permit,
+        seat,
+    };
+    // Refused only when the other worker has stopped, at shutdown: the
+    // connection then closes unread, like one still in the backlog.
+    let _ = balance.hand_over(handoff);
+}
+
+/// What a worker needs to start serving a connection on one gate.
+struct Serving {
+    gate: Gate,
+    state: Arc<State>,
+    tracker: TaskTracker,
+    shutdown: watch::Receiver<bool>,
+}
+
+impl Serving {
+    /// Serves a connection that another worker accepted.
+    fn take_over(&self, handoff: Handoff) {
+        match TcpStream::from_std(handoff.stream) {
+            Ok(stream) => self.start(stream, handoff.peer, handoff.permit, handoff.seat),
+            Err(error) => {
+                tracing::warn!(gate = %self.gate, %error, "A connection from another worker could not be served")
+            }
+        }
+    }
+
+    /// Serves a connection on this worker, in a task on the tracker.
+    fn start(&self, stream: TcpStream, peer: SocketAddr, permit: OwnedSemaphorePermit, seat: Seat) {
+        let _ = stream.set_nodelay(true);
+        let (gate, state, shutdown) = (self.gate, self.state.clone(), self.shutdown.clone());
+        let guard = Arc::new(ConnectionGuard::new(gate, permit, seat));
+        let tunnels = self.tracker.clone();
+        self.tracker.spawn(async move {
+            connection::serve(gate, state, stream, peer, shutdown, guard, tunnels).await;
+        });
     }
 }

@@ -2,6 +2,7 @@
 
 mod activity;
 pub mod admin;
+mod balance;
 mod connection;
 mod flushed;
 pub mod listener;

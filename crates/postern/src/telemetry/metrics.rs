@@ -135,6 +135,16 @@ pub fn connection_closed(gate: Gate) {
     gauge!("postern_open_connections", "gate" => gate.as_str()).decrement(1.0);
 }
 
+pub fn worker_connection_opened(gate: Gate, worker: usize) {
+    gauge!("postern_worker_connections", "gate" => gate.as_str(), "worker" => worker.to_string())
+        .increment(1.0);
+}
+
+pub fn worker_connection_closed(gate: Gate, worker: usize) {
+    gauge!("postern_worker_connections", "gate" => gate.as_str(), "worker" => worker.to_string())
+        .decrement(1.0);
+}
+
 pub fn record_upstream_error(gate: Gate, app: &str, kind: &'static str) {
     counter!("postern_upstream_errors_total", "gate" => gate.as_str(), "app" => app.to_owned(), "kind" => kind)
         .increment(1);

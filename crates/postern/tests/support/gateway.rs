@@ -94,6 +94,8 @@ pub struct GatewaySpec {
     /// More files beside the vars file, by name, such as signing keys.
     pub files: Vec<(String, String)>,
     pub endpoints_yaml: String,
+    /// `--workers`; 1 unless a test needs more.
+    pub workers: usize,
 }
 
 /// A running gateway. Dropping it kills the process.
@@ -181,7 +183,13 @@ impl GatewaySpec {
             identities_yaml: String::new(),
             files: Vec::new(),
             endpoints_yaml: DEFAULT_ENDPOINTS.to_owned(),
+            workers: 1,
         }
+    }
+
+    pub fn workers(mut self, workers: usize) -> Self {
+        self.workers = workers;
+        self
     }
 
     pub fn app(mut self, app: AppSpec) -> Self {
@@ -336,7 +344,7 @@ impl GatewaySpec {
             std::fs::write(dir.path().join("tls.crt"), cert).unwrap();
             std::fs::write(dir.path().join("tls.key"), key).unwrap();
         }
-        Gateway::start(dir).await
+        Gateway::start(dir, self.workers).await
     }
 }
 
@@ -344,17 +352,18 @@ impl GatewaySpec {
 
 impl Gateway {
     /// Starts `postern serve` on the `vars.yaml` in `dir`.
-    async fn start(dir: TempDir) -> Gateway {
+    async fn start(dir: TempDir, workers: usize) -> Gateway {
         let mut child = Command::new(env!("CARGO_BIN_EXE_postern"))
             .arg("serve")
             .arg("--config")
             .arg(dir.path().join("vars.yaml"))
-            // One worker, so that every connection shares one upstream
-            // pool and tests of pooling do not depend on which worker the
-            // kernel picks. The quickstart and end-to-end tests run the
-            // default of one worker per CPU.
+            // One worker unless the test asks for more, so that every
+            // connection shares one upstream pool and tests of pooling do
+            // not depend on which worker serves a connection. The
+            // quickstart and end-to-end tests run the default of one worker
+            // per CPU.
             .arg("--workers")
-            .arg("1")
+            .arg(workers.to_string())
             .env("RUST_LOG", "info")
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
