@@ -53,7 +53,7 @@ impl Balance {
     }
 
     /// Gives a seat to a connection that worker `local` accepted: on that
-    /// worker, or on the least loaded one when `local` holds too many.
+    /// worker, or on the least loaded one when `local` has too many.
     pub fn seat(self: &Arc<Self>, local: usize) -> Seat {
         let open: Vec<usize> = self
             .open
@@ -99,7 +99,7 @@ impl Drop for Seat {
 }
 
 /// Picks the worker for a connection that worker `local` accepted, given
-/// the open connections of every worker: `local` itself unless it holds
+/// the open connections of every worker: `local` itself unless it has
 /// more than the least loaded worker plus a slack of one connection and
 /// 1/32 of that worker's count.
 pub fn pick(local: usize, open: &[usize]) -> usize {
