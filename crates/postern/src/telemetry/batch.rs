@@ -74,7 +74,13 @@ pub fn append(write: impl FnOnce(&mut Vec<u8>)) {
 fn take_buffered() -> Vec<u8> {
     match BATCHER.get() {
         Some(batcher) => {
-            std::mem::take(&mut *batcher.buffer.lock().unwrap_or_else(|e| e.into_inner()))
+            let mut buffer = batcher.buffer.lock().unwrap_or_else(|e| e.into_inner());
+            if buffer.is_empty() {
+                return Vec::new();
+            }
+            // A full-size buffer in its place, so that the lines that follow
+            // do not grow one from empty, copying it at each step.
+            std::mem::replace(&mut *buffer, Vec::with_capacity(BATCH_BYTES))
         }
         None => Vec::new(),
     }
