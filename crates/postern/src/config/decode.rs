@@ -42,6 +42,9 @@ pub struct Mapping<'a> {
 pub struct Decoder {
     file: PathBuf,
     pub problems: Vec<Problem>,
+    /// Settings that are valid but most likely not what was meant, such as
+    /// an app on a private gate that is disabled. They stop nothing.
+    pub warnings: Vec<Problem>,
 }
 
 // === impl Problem ===
@@ -174,6 +177,7 @@ impl Decoder {
         Decoder {
             file: file.to_owned(),
             problems: Vec::new(),
+            warnings: Vec::new(),
         }
     }
 
@@ -187,7 +191,11 @@ impl Decoder {
                     .location()
                     .map(|l| (l.line(), l.column()))
                     .unwrap_or((0, 0));
-                let message = format!("invalid YAML: {}", tree::describe_error(&e));
+                let mut message = format!("invalid YAML: {}", tree::describe_error(&e));
+                if indented_with_tab(text, line) {
+                    message
+                        .push_str("; indent with spaces, because YAML does not allow tabs there");
+                }
                 self.report_at(line, column, "", message);
                 return None;
             }
@@ -205,6 +213,17 @@ impl Decoder {
             );
         }
         duplicates.is_empty().then_some(root)
+    }
+
+    /// Records a warning at a line and column of the file.
+    pub fn warn_at(&mut self, line: u64, column: u64, path: &str, message: impl Into<String>) {
+        self.warnings.push(Problem {
+            file: self.file.clone(),
+            line,
+            column,
+            path: path.to_owned(),
+            message: message.into(),
+        });
     }
 
     /// Records a problem at the node under `at`.
@@ -389,6 +408,20 @@ impl Decoder {
             }
         }
         complete.then_some(values)
+    }
+}
+
+/// Checks whether the 1-based `line` of `text` is indented with a tab, or,
+/// for an error without a line, whether any line is.
+fn indented_with_tab(text: &str, line: u64) -> bool {
+    let indent_has_tab = |l: &str| {
+        l.chars()
+            .take_while(|c| c.is_whitespace())
+            .any(|c| c == '\t')
+    };
+    match line {
+        0 => text.lines().any(indent_has_tab),
+        n => text.lines().nth(n as usize - 1).is_some_and(indent_has_tab),
     }
 }
 

@@ -136,6 +136,13 @@ impl Endpoints {
 }
 
 fn decode(d: &mut Decoder, at: Cursor<'_>) -> Option<Endpoints> {
+    if matches!(at.node.value, tree::Value::Null) {
+        d.report(
+            at,
+            "the endpoints file is empty; write `endpoints: []` for a file without endpoints",
+        );
+        return None;
+    }
     let map = d.mapping(at, &["endpoints"])?;
     let Some((p, n)) = map.get("endpoints") else {
         return Some(Endpoints::default());
@@ -181,10 +188,11 @@ fn endpoint(d: &mut Decoder, at: Cursor<'_>) -> Option<Endpoint> {
             .map_err(|e| e.to_string())
     });
     // Unquoted, YAML reads an account id as a number and drops its leading
-    // zeros, so that case gets its own message below.
+    // zeros, so that case gets its own message below, whatever number YAML
+    // made of it.
     let unquoted_owner = map
         .get("owner")
-        .filter(|(_, n)| matches!(n.value, tree::Value::Integer(_)));
+        .filter(|(_, n)| matches!(n.value, tree::Value::Integer(_) | tree::Value::Float(_)));
     let owner = match unquoted_owner {
         Some(_) => None,
         None => field("owner", parse_account),
@@ -271,6 +279,43 @@ mod tests {
             ]
         );
         assert_eq!(problems[0].line, 2);
+    }
+
+    #[test]
+    fn unquoted_owner_with_leading_zero() {
+        for owner in ["011122223333", "123456789012"] {
+            let text = format!(
+                "endpoints:\n  - id: vpce-0a1b2c3d\n    owner: {owner}\n    state: available\n"
+            );
+            let problems = Endpoints::from_text(Path::new("e.yaml"), &text)
+                .unwrap_err()
+                .0;
+            let shown: Vec<String> = problems.iter().map(Problem::to_string).collect();
+            assert_eq!(
+                shown,
+                [
+                    "e.yaml:3:12: endpoints[0].owner: the owner must be quoted, such as \
+                  \"012345678910\", because YAML reads an unquoted account id as a number and \
+                  drops its leading zeros"
+                ],
+                "{owner}"
+            );
+        }
+    }
+
+    #[test]
+    fn empty_file_suggests_empty_list() {
+        for text in ["", "# written by hand\n"] {
+            let problems = Endpoints::from_text(Path::new("e.yaml"), text)
+                .unwrap_err()
+                .0;
+            assert_eq!(problems.len(), 1, "{problems:?}");
+            assert_eq!(
+                problems[0].message,
+                "the endpoints file is empty; write `endpoints: []` for a file without endpoints"
+            );
+        }
+        assert!(Endpoints::from_text(Path::new("e.yaml"), "endpoints: []\n").is_ok());
     }
 
     #[test]

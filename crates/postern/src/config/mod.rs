@@ -68,6 +68,9 @@ pub struct Config {
     /// Every app in `app_config`, enabled or not, by name.
     pub apps: BTreeMap<String, App>,
     pub limits: Limits,
+    /// Settings that are valid but most likely not what was meant, with
+    /// their place in the file. `check` prints them and `serve` logs them.
+    pub warnings: Vec<Problem>,
 }
 
 #[derive(Debug, Clone)]
@@ -248,6 +251,16 @@ impl Default for Limits {
 }
 
 // === impl Problems ===
+
+impl Problems {
+    /// Counts the problems in words, such as `1 problem` or `3 problems`.
+    pub fn count_text(&self) -> String {
+        match self.0.len() {
+            1 => "1 problem".to_owned(),
+            n => format!("{n} problems"),
+        }
+    }
+}
 
 impl std::fmt::Display for Problems {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {

@@ -7,8 +7,6 @@ use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
-use ipnet::IpNet;
-
 use super::decode::{Cursor, Decoder, Mapping, join};
 use super::identity::IdentityConfig;
 use super::tree;
@@ -16,9 +14,15 @@ use super::*;
 
 mod identities;
 mod redis;
+mod scalars;
 mod settings;
 mod signin;
 mod users;
+
+use scalars::{
+    parse_app_name, parse_cidr, parse_hostname, parse_listen, parse_name, parse_region,
+    parse_sha256_hex, parse_upstream,
+};
 
 /// The key in `app_config` that holds gateway settings instead of an app.
 const GATEWAY_SETTINGS_KEY: &str = "istio";
@@ -45,6 +49,8 @@ pub(super) fn decode(path: &Path, text: &str, tls_check: TlsCheck) -> Result<Con
     match config {
         Some(mut config) if d.problems.is_empty() => {
             config.source = path.to_owned();
+            d.warnings.sort_by_key(|w| (w.line, w.column));
+            config.warnings = d.warnings;
             Ok(config)
         }
         _ => {
@@ -60,6 +66,13 @@ fn decode_root(
     base: &Path,
     tls_check: TlsCheck,
 ) -> Option<Config> {
+    if matches!(at.node.value, tree::Value::Null) {
+        d.report(
+            at,
+            "the vars file is empty; it needs at least cluster, gateways and app_config",
+        );
+        return None;
+    }
     let top = d.mapping(
         at,
         &[
@@ -121,6 +134,9 @@ fn decode_root(
     );
     let private = assemble_private(d, gateways.private, private_switch, endpoints_file)?;
     check_listeners_distinct(d, &gateways.public, private.as_ref(), gateways.admin, &top);
+    if private.is_none() {
+        warn_private_apps_unserved(d, &apps, top.get("app_config").map(|(_, n)| n));
+    }
 
     Some(Config {
         source: PathBuf::new(),
@@ -132,7 +148,40 @@ fn decode_root(
         identity: identities.identity,
         apps,
         limits,
+        warnings: Vec::new(),
     })
+}
+
+/// Warns about each enabled app that allows the private gate while that
+/// gate is disabled. Nothing serves the app there, which is safe but most
+/// likely not what was meant.
+fn warn_private_apps_unserved(
+    d: &mut Decoder,
+    apps: &BTreeMap<String, App>,
+    app_config: Option<&tree::Node>,
+) {
+    let wanted = apps
+        .values()
+        .filter(|a| a.enabled && a.allow_private_gateway);
+    for app in wanted {
+        let Some(node) = app_config
+            .and_then(|n| n.get(&app.name))
+            .and_then(|n| n.get("settings"))
+            .and_then(|n| n.get("allow_private_gateway"))
+        else {
+            continue;
+        };
+        d.warn_at(
+            node.line,
+            node.column,
+            &format!("app_config.{}.settings.allow_private_gateway", app.name),
+            format!(
+                "the private gate is disabled, so no listener serves {} privately; set \
+                 app_config.istio.private_gateway.enabled: true, or remove this setting",
+                app.name
+            ),
+        );
+    }
 }
 
 /// Checks that no app takes `auth.<hostname>`, where postern serves its
@@ -232,7 +281,7 @@ fn gateways(d: &mut Decoder, at: Cursor<'_>, base: &Path, tls_check: TlsCheck) -
     let admin = match map.get("admin") {
         Some((p, n)) => {
             let admin = d.mapping(p.cursor(n), &["listen"])?;
-            required(d, &admin, "listen").and_then(|(p, n)| d.parse(p.cursor(n), parse_listen))
+            required(d, &admin, "listen").and_then(|(p, n)| listen(d, p.cursor(n)))
         }
         None => DEFAULT_ADMIN_LISTEN.parse().ok(),
     };
@@ -243,12 +292,28 @@ fn gateways(d: &mut Decoder, at: Cursor<'_>, base: &Path, tls_check: TlsCheck) -
     })
 }
 
+/// Reads a listen address. A bare port, which YAML reads as a number, gets
+/// a message that shows the `IP:PORT` form with that port.
+fn listen(d: &mut Decoder, at: Cursor<'_>) -> Option<SocketAddr> {
+    if let tree::Value::Integer(port) = at.node.value {
+        d.report(
+            at,
+            format!(
+                "expected IP:PORT, found the number {port}; write an address and port such \
+                 as 127.0.0.1:{port} or 0.0.0.0:{port}"
+            ),
+        );
+        return None;
+    }
+    d.parse(at, parse_listen)
+}
+
 fn gate(d: &mut Decoder, at: Cursor<'_>, base: &Path, tls_check: TlsCheck) -> Option<GateConfig> {
     let map = d.mapping(
         at,
         &["listen", "tls", "proxy_protocol", "forwarded_headers"],
     )?;
-    let listen = required(d, &map, "listen").and_then(|(p, n)| d.parse(p.cursor(n), parse_listen));
+    let listen = required(d, &map, "listen").and_then(|(p, n)| listen(d, p.cursor(n)));
     let tls = match map.get("tls") {
         Some((p, n)) => tls(d, p.cursor(n), base, tls_check).map(Some),
         None => Some(None),
@@ -401,19 +466,26 @@ fn gateway_settings(d: &mut Decoder, at: Cursor<'_>) -> Option<PrivateSwitch> {
 }
 
 /// Reads `private_gateway.supported_regions`: AWS regions, each listed once.
+/// Every invalid entry and every repeat of a valid one is reported.
 fn supported_regions(d: &mut Decoder, at: Cursor<'_>) -> Option<Vec<String>> {
-    let regions = d.list(at, |d, item| d.parse(item, parse_region))?;
     let items = d.sequence(at)?;
+    let mut regions: Vec<String> = Vec::with_capacity(items.len());
     let mut complete = true;
-    for (i, region) in regions.iter().enumerate() {
-        if regions[..i].contains(region) {
-            let path = super::decode::index(at.path(), i);
+    for (i, node) in items.iter().enumerate() {
+        let path = super::decode::index(at.path(), i);
+        let Some(region) = d.parse(path.cursor(node), parse_region) else {
+            complete = false;
+            continue;
+        };
+        if regions.contains(&region) {
             d.report(
-                path.cursor(&items[i]),
+                path.cursor(node),
                 format!("duplicate region {region}; list each region once"),
             );
             complete = false;
+            continue;
         }
+        regions.push(region);
     }
     complete.then_some(regions)
 }
@@ -548,6 +620,9 @@ fn assemble_private(
     }))
 }
 
+/// Checks that no two listeners share an address. Each clash is reported
+/// at the `listen` value of the later listener, or at the earlier one's when
+/// the later is the admin listener's default, which is not written.
 fn check_listeners_distinct(
     d: &mut Decoder,
     public: &GateConfig,
@@ -555,142 +630,52 @@ fn check_listeners_distinct(
     admin: SocketAddr,
     top: &Mapping<'_>,
 ) {
-    let mut seen = vec![("gateways.public.listen", public.listen)];
+    let mut seen = vec![("public", public.listen)];
     if let Some(private) = private {
-        seen.push(("gateways.private.listen", private.gate.listen));
+        seen.push(("private", private.gate.listen));
     }
-    seen.push(("gateways.admin.listen", admin));
+    seen.push(("admin", admin));
+    let gateways = top.get("gateways").map(|(_, n)| n);
+    let written = |gate: &str| {
+        let node = gateways?.get(gate)?.get("listen")?;
+        Some((node.line, node.column))
+    };
     for (i, (name, addr)) in seen.iter().enumerate() {
-        if let Some((other, _)) = seen[..i].iter().find(|(_, a)| a == addr) {
-            let (line, column) = top
-                .get("gateways")
-                .map(|(_, n)| (n.line, n.column))
-                .unwrap_or((1, 1));
-            d.report_at(
+        let Some((other, _)) = seen[..i].iter().find(|(_, a)| a == addr) else {
+            continue;
+        };
+        let (key, other_key) = (listen_key(name), listen_key(other));
+        match (written(name), written(other)) {
+            (Some((line, column)), _) => d.report_at(
                 line,
                 column,
-                name,
-                format!("{addr} is also used by {other}; give each listener its own address"),
-            );
+                &key,
+                format!("{addr} is also used by {other_key}; give each listener its own address"),
+            ),
+            (None, Some((line, column))) => d.report_at(
+                line,
+                column,
+                &other_key,
+                format!(
+                    "{addr} is also the default of {key}, which is not set; give this \
+                     listener another address, or set {key}"
+                ),
+            ),
+            (None, None) => {}
         }
     }
 }
 
-// Scalar parsers. Each error names the value and the expected form.
-
-fn parse_hostname(text: &str) -> Result<String, String> {
-    let host = text.trim_end_matches('.').to_ascii_lowercase();
-    let labels_ok = host.split('.').all(|l| parse_app_name(l).is_ok());
-    if host.is_empty() || host.len() > 253 || !labels_ok || !host.contains('.') {
-        return Err(format!(
-            "invalid hostname {text:?}; expected a DNS name such as ml.example.com"
-        ));
-    }
-    Ok(host)
-}
-
-fn parse_region(text: &str) -> Result<String, String> {
-    let ok = !text.is_empty()
-        && text
-            .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
-    if ok {
-        Ok(text.to_owned())
-    } else {
-        Err(format!(
-            "invalid region {text:?}; expected an AWS region such as us-east-1"
-        ))
-    }
-}
-
-/// Checks an app name, which becomes a DNS label in the app's host name.
-fn parse_app_name(text: &str) -> Result<(), String> {
-    let ok = !text.is_empty()
-        && text.len() <= 63
-        && !text.starts_with('-')
-        && !text.ends_with('-')
-        && text
-            .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
-    if ok {
-        Ok(())
-    } else {
-        Err(format!(
-            "invalid name {text:?}; expected a DNS label: lowercase letters, digits and '-', \
-             at most 63 characters"
-        ))
-    }
-}
-
-fn parse_name(text: &str) -> Result<String, String> {
-    let ok = !text.is_empty()
-        && text.len() <= 128
-        && text
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"-_.@".contains(&b));
-    if ok {
-        Ok(text.to_owned())
-    } else {
-        Err(format!(
-            "invalid name {text:?}; expected letters, digits, '-', '_', '.' or '@'"
-        ))
-    }
-}
-
-fn parse_cidr(text: &str) -> Result<IpNet, String> {
-    text.parse::<IpNet>().map(|n| n.trunc()).map_err(|_| {
-        format!(
-            "invalid CIDR block {text:?}; expected a network such as 10.0.0.0/16 or 10.0.0.5/32"
-        )
-    })
-}
-
-fn parse_listen(text: &str) -> Result<SocketAddr, String> {
-    text.parse().map_err(|_| {
-        format!("invalid listen address {text:?}; expected IP:PORT such as 0.0.0.0:8443")
-    })
-}
-
-fn parse_sha256_hex(text: &str) -> Result<[u8; 32], String> {
-    let mut out = [0u8; 32];
-    match hex::decode_to_slice(text, &mut out) {
-        Ok(()) if text.len() == 64 => Ok(out),
-        // The value is not shown: a token pasted here by mistake is a secret.
-        _ => Err(format!(
-            "invalid token_sha256 ({} characters); expected the 64 hex digits of the token's \
-             SHA-256, not the token itself (postern token new NAME prints both)",
-            text.chars().count()
-        )),
-    }
-}
-
-fn parse_upstream(text: &str) -> Result<Upstream, String> {
-    let invalid = |why: &str| {
-        format!(
-            "invalid upstream {text:?}: {why}; expected http://HOST:PORT such as http://litellm.litellm.svc:4000"
-        )
-    };
-    let uri: http::Uri = text.parse().map_err(|_| invalid("not a URL"))?;
-    if uri.scheme_str() != Some("http") {
-        return Err(invalid("only http upstreams are supported"));
-    }
-    let authority = uri.authority().ok_or_else(|| invalid("missing host"))?;
-    if authority.as_str().contains('@') {
-        return Err(invalid("credentials in the URL are not allowed"));
-    }
-    if !matches!(uri.path(), "" | "/") || uri.query().is_some() {
-        return Err(invalid("a path or query is not allowed"));
-    }
-    let port = authority.port_u16().unwrap_or(80);
-    let authority = format!("{}:{port}", authority.host())
-        .parse()
-        .map_err(|_| invalid("invalid host"))?;
-    Ok(Upstream { authority })
+fn listen_key(gate: &str) -> String {
+    format!("gateways.{gate}.listen")
 }
 
 #[cfg(test)]
 #[path = "vars/identities_tests.rs"]
 mod identities_tests;
+#[cfg(test)]
+#[path = "vars/messages_tests.rs"]
+mod messages_tests;
 #[cfg(test)]
 #[path = "vars/signin_tests.rs"]
 mod signin_tests;

@@ -238,9 +238,13 @@ app_config:
     let places: Vec<(u64, &str)> = found.iter().map(|p| (p.line, p.path.as_str())).collect();
     assert_eq!(
         places,
-        [(10, "app_config.istio.private_gateway.supported_regions[0]")]
+        [
+            (10, "app_config.istio.private_gateway.supported_regions[0]"),
+            (12, "app_config.istio.private_gateway.supported_regions[2]"),
+        ]
     );
     assert!(found[0].message.contains("\"EU West\""));
+    assert!(found[1].message.contains("duplicate region us-west-2"));
 
     let duplicate = text.replace("        - EU West\n", "");
     let found = problems(&duplicate);
