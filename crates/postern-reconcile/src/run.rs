@@ -22,7 +22,7 @@ const SETTLE_POLL: Duration = Duration::from_secs(5);
 
 #[derive(Debug, thiserror::Error)]
 pub enum RunError {
-    #[error("{count} problem(s) in the vars file:\n{problems}", count = problems.0.len())]
+    #[error("{} in the vars file:\n{problems}", problems.count_text())]
     Config { problems: Problems },
     #[error(transparent)]
     Plan(#[from] PlanError),

@@ -24,10 +24,14 @@ pub enum Command {
     /// stays. Access log lines go to stdout, diagnostics to stderr.
     Serve {
         /// The vars file.
-        #[arg(long, short = 'c', value_name = "FILE")]
-        config: PathBuf,
-        /// The gates to serve: both, or one, for deployments that run each
-        /// gate in its own pods. The admin listener always runs.
+        #[arg(value_name = "FILE", required_unless_present = "config")]
+        file: Option<PathBuf>,
+        /// The vars file, in place of FILE.
+        #[arg(long, short = 'c', value_name = "FILE", conflicts_with = "file")]
+        config: Option<PathBuf>,
+        /// The gates to serve: all, or only public or only private, for
+        /// deployments that run each gate in its own pods. The admin
+        /// listener always runs.
         #[arg(long, value_enum, default_value_t = GateSelection::All)]
         gate: GateSelection,
         /// Worker threads, each with its own share of the connections

@@ -35,10 +35,14 @@ fn main() -> ExitCode {
         } => print_entry(postern::identity::clients::new_entry(&id)),
         Command::Passwd { name } => print_entry(postern::passwd::run(name.as_deref())),
         Command::Serve {
+            file,
             config,
             gate,
             workers,
         } => {
+            let Some(config) = file.or(config) else {
+                return ExitCode::from(2);
+            };
             telemetry::init_logging();
             postern::runtime::workers::set_count(
                 workers.map_or_else(postern::runtime::workers::default_count, usize::from),
@@ -87,18 +91,21 @@ fn print_entry(entry: Result<String, String>) -> ExitCode {
 fn check(file: &std::path::Path) -> ExitCode {
     match serve::load(file) {
         Ok((config, endpoints)) => {
-            let apps = config.enabled_apps().count();
+            for warning in &config.warnings {
+                eprintln!("warning: {warning}");
+            }
+            let apps = counted(config.enabled_apps().count(), "enabled app");
             let private = match &config.private {
                 Some(p) => format!(
-                    "private gate on {} ({} allowed principals, {} endpoints)",
+                    "private gate on {} ({}, {})",
                     p.gate.listen,
-                    p.allowed_principals.len(),
-                    endpoints.len()
+                    counted(p.allowed_principals.len(), "allowed principal"),
+                    counted(endpoints.len(), "endpoint")
                 ),
                 None => "private gate disabled".to_owned(),
             };
             println!(
-                "{}: valid: {apps} enabled apps, public gate on {}, {private}",
+                "{}: valid: {apps}, public gate on {}, {private}",
                 file.display(),
                 config.public.listen
             );
@@ -106,9 +113,17 @@ fn check(file: &std::path::Path) -> ExitCode {
         }
         Err(problems) => {
             eprint!("{problems}");
-            eprintln!("{} problem(s) found", problems.0.len());
+            eprintln!("{} found", problems.count_text());
             ExitCode::FAILURE
         }
+    }
+}
+
+/// Counts things in words, such as `1 endpoint` or `2 endpoints`.
+fn counted(n: usize, noun: &str) -> String {
+    match n {
+        1 => format!("1 {noun}"),
+        n => format!("{n} {noun}s"),
     }
 }
 
@@ -132,7 +147,7 @@ fn render_manifests(
         }
         Err(render::RenderError::Config(problems)) => {
             eprint!("{problems}");
-            eprintln!("{} problem(s) found; nothing was written", problems.0.len());
+            eprintln!("{} found; nothing was written", problems.count_text());
             ExitCode::FAILURE
         }
         Err(error) => {
@@ -160,8 +175,8 @@ fn run(future: impl std::future::Future<Output = Result<(), StartError>>) -> Exi
         Err(StartError::Config(problems)) => {
             eprint!("{problems}");
             eprintln!(
-                "postern did not start: {} problem(s) in the config",
-                problems.0.len()
+                "postern did not start: {} in the config",
+                problems.count_text()
             );
             ExitCode::FAILURE
         }

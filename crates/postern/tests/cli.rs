@@ -472,3 +472,261 @@ fn reconcile_missing_binary_names_paths() {
         "{stderr}"
     );
 }
+
+/// The vars file of a new user's first try: each value with a problem
+/// that `check` used to report without the fix.
+const FIRST_TRY_VARS: &str = "\
+cluster:
+  hostname: example.test
+  region: europe
+  vpc_cidrs: [127.0.3.1/24]
+gateways:
+  public:
+    listen: 127.0.0.1:99999
+  private:
+    listen: 28081
+privatelink:
+  endpoints_file: endpoints.yaml
+app_config:
+  istio:
+    private_gateway:
+      enabled: true
+      supported_regions: [\"Europe West\", eu-west-1, eu-west-1]
+  web:
+    enabled: true
+    upstream: 127.0.0.1:28101
+";
+
+#[test]
+fn check_names_value_and_fix() {
+    let dir = tempfile::tempdir().unwrap();
+    let vars = dir.path().join("vars.yaml");
+    let endpoints = dir.path().join("endpoints.yaml");
+    std::fs::write(&vars, FIRST_TRY_VARS).unwrap();
+    std::fs::write(
+        &endpoints,
+        "endpoints:\n  - id: vpce-0a1b2c3d\n    owner: 011122223333\n    state: available\n",
+    )
+    .unwrap();
+
+    let output = postern(&["check", vars.to_str().unwrap()]);
+
+    assert_eq!(output.status.code(), Some(1));
+    let stderr = text(&output.stderr);
+    let expected = [
+        (
+            3,
+            11,
+            "cluster.region",
+            "invalid region \"europe\"; expected an AWS region name such as us-east-1",
+        ),
+        (
+            4,
+            15,
+            "cluster.vpc_cidrs[0]",
+            "write 127.0.3.0/24 for the whole network or 127.0.3.1/32 for the one address",
+        ),
+        (
+            7,
+            13,
+            "gateways.public.listen",
+            "the port 99999 is out of range; expected a port from 0 to 65535",
+        ),
+        (
+            9,
+            13,
+            "gateways.private.listen",
+            "expected IP:PORT, found the number 28081; write an address and port such as \
+             127.0.0.1:28081 or 0.0.0.0:28081",
+        ),
+        (
+            16,
+            27,
+            "app_config.istio.private_gateway.supported_regions[0]",
+            "invalid region \"Europe West\"",
+        ),
+        (
+            16,
+            53,
+            "app_config.istio.private_gateway.supported_regions[2]",
+            "duplicate region eu-west-1; list each region once",
+        ),
+        (
+            19,
+            15,
+            "app_config.web.upstream",
+            "the scheme is missing; write http://127.0.0.1:28101",
+        ),
+    ];
+    assert_problems(&stderr, &vars, &expected);
+    assert_problems(
+        &stderr,
+        &endpoints,
+        &[(3, 12, "endpoints[0].owner", "the owner must be quoted")],
+    );
+    assert!(stderr.ends_with("\n8 problems found\n"), "{stderr}");
+}
+
+#[test]
+fn check_places_shared_listen() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("same-port.yaml");
+    let vars = "\
+cluster:
+  hostname: example.test
+  region: us-east-1
+gateways:
+  public:
+    listen: 127.0.0.1:28080
+
+  private:
+    listen: 127.0.0.1:28080
+  admin:
+    listen: 127.0.0.1:28080
+app_config:
+  istio:
+    private_gateway:
+      enabled: true
+";
+    std::fs::write(&path, vars).unwrap();
+
+    let output = postern(&["check", path.to_str().unwrap()]);
+
+    assert_eq!(output.status.code(), Some(1));
+    let stderr = text(&output.stderr);
+    let expected = [
+        (
+            9,
+            13,
+            "gateways.private.listen",
+            "127.0.0.1:28080 is also used by gateways.public.listen; give each listener its \
+             own address",
+        ),
+        (
+            11,
+            13,
+            "gateways.admin.listen",
+            "127.0.0.1:28080 is also used by gateways.public.listen",
+        ),
+    ];
+    assert_problems(&stderr, &path, &expected);
+    assert!(stderr.ends_with("\n2 problems found\n"), "{stderr}");
+}
+
+#[test]
+fn check_yaml_hints() {
+    let dir = tempfile::tempdir().unwrap();
+    let tabbed = dir.path().join("tabbed.yaml");
+    std::fs::write(&tabbed, "cluster:\n\thostname: example.test\n").unwrap();
+
+    let output = postern(&["check", tabbed.to_str().unwrap()]);
+
+    assert_eq!(output.status.code(), Some(1));
+    let stderr = text(&output.stderr);
+    let prefix = format!("{}:2:", tabbed.display());
+    assert!(stderr.starts_with(&prefix), "{stderr}");
+    assert!(
+        stderr.contains("; indent with spaces, because YAML does not allow tabs there\n"),
+        "{stderr}"
+    );
+    assert!(stderr.ends_with("\n1 problem found\n"), "{stderr}");
+
+    // An empty endpoints file beside a valid vars file.
+    let vars = dir.path().join("vars.yaml");
+    let endpoints = dir.path().join("endpoints.yaml");
+    std::fs::copy(fixture("local-vars.yaml"), &vars).unwrap();
+    std::fs::write(&endpoints, "").unwrap();
+
+    let output = postern(&["check", vars.to_str().unwrap()]);
+
+    assert_eq!(output.status.code(), Some(1));
+    let stderr = text(&output.stderr);
+    assert!(
+        stderr.contains("write `endpoints: []` for a file without endpoints"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.starts_with(&endpoints.display().to_string()),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn check_counts_in_words_and_warns() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("vars.yaml");
+    let vars = "\
+cluster:
+  hostname: example.test
+  region: us-east-1
+gateways:
+  public:
+    listen: 127.0.0.1:28080
+app_config:
+  web:
+    enabled: true
+    upstream: http://127.0.0.1:28101
+    settings:
+      allow_private_gateway: true
+";
+    std::fs::write(&path, vars).unwrap();
+
+    let output = postern(&["check", path.to_str().unwrap()]);
+
+    assert!(output.status.success(), "stderr: {}", text(&output.stderr));
+    let stdout = text(&output.stdout);
+    assert!(
+        stdout.contains(": valid: 1 enabled app, public gate on 127.0.0.1:28080,"),
+        "{stdout}"
+    );
+    let stderr = text(&output.stderr);
+    let warning = format!(
+        "warning: {}:12:30: app_config.web.settings.allow_private_gateway: the private gate \
+         is disabled, so no listener serves web privately; set \
+         app_config.istio.private_gateway.enabled: true, or remove this setting\n",
+        path.display()
+    );
+    assert_eq!(stderr, warning);
+
+    // One principal and one endpoint, each counted in the singular.
+    let endpoints = dir.path().join("endpoints.yaml");
+    std::fs::write(
+        &endpoints,
+        "endpoints:\n  - id: vpce-0a1b2c3d\n    owner: \"012345678910\"\n    state: available\n",
+    )
+    .unwrap();
+    let private = vars.replace(
+        "app_config:\n",
+        "  private:\n    listen: 127.0.0.1:28081\nprivatelink:\n  endpoints_file: endpoints.yaml\n\
+         app_config:\n  istio:\n    private_gateway:\n      enabled: true\n      \
+         allowed_principals: [\"arn:aws:iam::012345678910:root\"]\n",
+    );
+    std::fs::write(&path, private).unwrap();
+
+    let output = postern(&["check", path.to_str().unwrap()]);
+
+    assert!(output.status.success(), "stderr: {}", text(&output.stderr));
+    assert_eq!(text(&output.stderr), "");
+    let stdout = text(&output.stdout);
+    assert!(
+        stdout.contains("(1 allowed principal, 1 endpoint)"),
+        "{stdout}"
+    );
+}
+
+#[test]
+fn serve_help_names_gate_values() {
+    let output = postern(&["serve", "--help"]);
+
+    assert!(output.status.success());
+    let stdout = text(&output.stdout);
+    assert!(
+        stdout.contains("Usage: postern serve [OPTIONS] [FILE]"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("-c, --config <FILE>"), "{stdout}");
+    assert!(!stdout.contains("both, or one"), "{stdout}");
+    for value in ["all:", "public:", "private:"] {
+        assert!(stdout.contains(value), "{value} in:\n{stdout}");
+    }
+}

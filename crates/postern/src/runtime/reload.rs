@@ -46,6 +46,7 @@ pub fn reload(state: &State, vars: &Path, trigger: Trigger) {
             tracing::error!(file = %vars.display(), trigger = trigger.as_str(), problems = problems.0.len(), "Config reload rejected; the running config stays");
         }
         Ok(config) => {
+            log_config_warnings(&config);
             warn_about_restart_only_changes(&running.config, &config);
             match Snapshot::new(config) {
                 Ok(snapshot) => {
@@ -61,6 +62,14 @@ pub fn reload(state: &State, vars: &Path, trigger: Trigger) {
         }
     }
     reload_endpoints(state);
+}
+
+/// Logs each setting of a valid config that is most likely not what was
+/// meant, one line each, as `check` prints them.
+pub fn log_config_warnings(config: &Config) {
+    for warning in &config.warnings {
+        tracing::warn!(file = %warning.file.display(), line = warning.line, column = warning.column, key = %warning.path, warning = %warning.message, "Config warning");
+    }
 }
 
 /// Reloads the endpoints file of the running config.

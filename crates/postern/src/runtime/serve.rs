@@ -23,7 +23,7 @@ use crate::telemetry::metrics;
 pub enum StartError {
     #[error("{0}")]
     Config(Problems),
-    #[error("cannot listen on {addr} for {what}: {source}; free the port or change {key}")]
+    #[error("cannot listen on {addr} for {what}: {source}; {}", bind_fix(source, *addr, key))]
     Bind {
         what: &'static str,
         key: &'static str,
@@ -71,7 +71,9 @@ pub enum GateSelection {
     /// Both gates (the private one only when it is enabled).
     #[default]
     All,
+    /// The public gate only.
     Public,
+    /// The private gate only; it must be enabled.
     Private,
 }
 
@@ -94,6 +96,7 @@ pub async fn serve(
     on_bound: impl FnOnce(&Bound),
 ) -> Result<(), StartError> {
     let (config, endpoints) = load(vars).map_err(StartError::Config)?;
+    reload::log_config_warnings(&config);
     metrics::install();
     metrics::set_endpoints_loaded(endpoints.len());
 
@@ -184,8 +187,8 @@ pub async fn serve(
     // wait up to the grace period.
     state.start_draining();
     tracing::info!(
-        delay = ?limits.shutdown_delay,
-        grace_period = ?limits.shutdown_grace_period,
+        delay = %humantime::format_duration(limits.shutdown_delay),
+        grace_period = %humantime::format_duration(limits.shutdown_grace_period),
         "Shutting down; /readyz now reports 503"
     );
     tokio::time::sleep(limits.shutdown_delay).await;
@@ -273,6 +276,24 @@ fn bind_error(
         key,
         addr,
         source,
+    }
+}
+
+/// Says what to do about a failed bind: an address that this host does not
+/// have needs another address, and a port in use needs another port or the
+/// other process stopped.
+fn bind_fix(source: &std::io::Error, addr: SocketAddr, key: &str) -> String {
+    match source.kind() {
+        std::io::ErrorKind::AddrNotAvailable => format!(
+            "{} is not an address of this host; set {key} to an address of one of its \
+             interfaces, or 0.0.0.0:{} for all of them",
+            addr.ip(),
+            addr.port()
+        ),
+        std::io::ErrorKind::AddrInUse => {
+            format!("another process listens on it; stop that process or change {key}")
+        }
+        _ => format!("change {key}"),
     }
 }
 
