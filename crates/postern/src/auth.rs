@@ -62,6 +62,9 @@ pub enum AuthError {
     Missing,
     /// A credential was sent and is not valid.
     Invalid,
+    /// `Proxy-Authorization` was sent without the `Bearer` scheme, such as a
+    /// bare token.
+    NotBearer,
     /// A bearer JWT from a trusted issuer failed verification.
     Jwt(crate::identity::jwt::Rejection),
     /// `Authorization: Bearer` held a token that is no gateway credential,
@@ -137,7 +140,9 @@ impl AuthError {
     pub fn as_str(self) -> &'static str {
         match self {
             AuthError::Missing => "credential_missing",
-            AuthError::Invalid | AuthError::UnknownAuthorization => "credential_invalid",
+            AuthError::Invalid | AuthError::NotBearer | AuthError::UnknownAuthorization => {
+                "credential_invalid"
+            }
             AuthError::Jwt(rejection) => rejection.as_str(),
         }
     }
@@ -166,7 +171,8 @@ impl CredentialSource {
 /// then it must be one Bearer token), else a Bearer `Authorization`.
 pub fn bearer_credential(headers: &HeaderMap) -> Result<(CredentialSource, &str), AuthError> {
     if headers.contains_key(PROXY_AUTHORIZATION) {
-        let token = bearer(headers, &PROXY_AUTHORIZATION).ok_or(AuthError::Invalid)?;
+        let token = bearer(headers, &PROXY_AUTHORIZATION)
+            .ok_or_else(|| proxy_authorization_error(headers))?;
         return Ok((CredentialSource::ProxyAuthorization, token));
     }
     match bearer(headers, &AUTHORIZATION) {
@@ -190,6 +196,25 @@ pub fn authenticate(
     let identity = tokens.verify(token).ok_or(source.rejection())?;
     remove_credential(headers, source);
     Ok(identity)
+}
+
+/// Tells a single `Proxy-Authorization` without the `Bearer` scheme apart
+/// from other unusable ones, so the client learns what to fix.
+fn proxy_authorization_error(headers: &HeaderMap) -> AuthError {
+    let mut values = headers.get_all(PROXY_AUTHORIZATION).iter();
+    let (Some(value), None) = (values.next(), values.next()) else {
+        return AuthError::Invalid;
+    };
+    let scheme = value
+        .as_bytes()
+        .split(|b| *b == b' ')
+        .next()
+        .unwrap_or_default();
+    if scheme.eq_ignore_ascii_case(b"bearer") {
+        AuthError::Invalid
+    } else {
+        AuthError::NotBearer
+    }
 }
 
 /// Returns the token of a single `Bearer` header, if that is what it contains.
@@ -268,7 +293,18 @@ mod tests {
                 headers(&[(PROXY_AUTHORIZATION, "Bearer wrong")]),
                 AuthError::Invalid,
             ),
-            (headers(&[(PROXY_AUTHORIZATION, TOKEN)]), AuthError::Invalid),
+            (
+                headers(&[(PROXY_AUTHORIZATION, TOKEN)]),
+                AuthError::NotBearer,
+            ),
+            (
+                headers(&[(PROXY_AUTHORIZATION, "Basic dXNlcjpwYXNz")]),
+                AuthError::NotBearer,
+            ),
+            (
+                headers(&[(PROXY_AUTHORIZATION, "Bearer ")]),
+                AuthError::Invalid,
+            ),
             (
                 headers(&[
                     (PROXY_AUTHORIZATION, &format!("Bearer {TOKEN}")),

@@ -91,6 +91,41 @@ async fn wrong_token_401_invalid_token() {
 }
 
 #[tokio::test]
+async fn proxy_authorization_without_bearer_named() {
+    let (gateway, echo) = gateway_with_echo().await;
+
+    for (case, value) in [("bare token", TOKEN), ("Basic", "Basic dXNlcjpwYXNz")] {
+        let response = get(
+            gateway.public,
+            &public_host("echo"),
+            "/",
+            &[("proxy-authorization", value)],
+        )
+        .await;
+
+        assert_eq!(response.status, 401, "{case}");
+        let challenge = response.header("www-authenticate").unwrap_or_default();
+        assert!(
+            challenge.contains("error=\"invalid_token\""),
+            "{case}: {challenge:?}"
+        );
+        let body = response.json();
+        assert_eq!(body["error"], "unauthorized", "{case}");
+        let message = body["message"].as_str().unwrap_or_default();
+        assert_eq!(
+            message,
+            "the Proxy-Authorization header lacks the Bearer scheme: send \
+             Proxy-Authorization: Bearer <token>",
+            "{case}: {body}"
+        );
+        assert!(!message.contains(TOKEN), "{case}: the token was echoed");
+        let line = gateway.access_log_for(&response.request_id()).await;
+        assert_eq!(line["reason"], "credential_invalid", "{case}");
+    }
+    assert_eq!(echo.hits(), 0);
+}
+
+#[tokio::test]
 async fn proxy_authorization_keeps_app_key() {
     let (gateway, echo) = gateway_with_echo().await;
     // An app key with characters that a normalizing proxy might rewrite.

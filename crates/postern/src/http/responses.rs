@@ -39,6 +39,11 @@ pub fn unauthorized(error: AuthError) -> Response<Body> {
             "a gateway credential is required: send Proxy-Authorization: Bearer <token>",
         ),
         AuthError::Invalid => (invalid, "the gateway credential is not valid"),
+        AuthError::NotBearer => (
+            invalid,
+            "the Proxy-Authorization header lacks the Bearer scheme: send \
+             Proxy-Authorization: Bearer <token>",
+        ),
         AuthError::Jwt(_) => (
             invalid,
             "the bearer token is not valid: its signature, issuer, audience or validity \
