@@ -226,6 +226,60 @@ async fn endpoints_edit_admits_endpoint() {
     );
 }
 
+#[tokio::test]
+async fn revoked_request_logs_host() {
+    let echo = EchoServer::start().await;
+    let gateway = GatewaySpec::new()
+        .app(AppSpec::new("echo", echo.addr).private())
+        .start()
+        .await;
+    gateway.wait_for_file_watch().await;
+
+    // One keep-alive connection through the allowed endpoint.
+    let keep_alive_get = |path: &str| {
+        format!(
+            "GET {path} HTTP/1.1\r\nHost: {}\r\n\r\n",
+            private_host("echo")
+        )
+    };
+    let gate = gateway.private_gate();
+    let client = "198.51.100.23:50123".parse().unwrap();
+    let mut stream = connect_from(BALANCER, gate).await;
+    let mut first = proxy_v2_endpoint(client, gate, ENDPOINT_ALLOWED);
+    first.extend_from_slice(keep_alive_get("/before").as_bytes());
+    stream.write_all(&first).await.unwrap();
+    assert_eq!(read_one_response(&mut stream).await.status, 200);
+
+    // The endpoint is no longer available, so the next request on the same
+    // connection is refused.
+    let applied = [("file", "endpoints"), ("outcome", "applied")];
+    let applied_before = gateway
+        .metric("postern_config_reloads_total", &applied)
+        .await;
+    let revoked = DEFAULT_ENDPOINTS.replacen("state: available", "state: rejected", 1);
+    gateway.replace_endpoints(&revoked);
+    gateway
+        .wait_for_metric(
+            "postern_config_reloads_total",
+            &applied,
+            applied_before + 1.0,
+        )
+        .await;
+    stream
+        .write_all(keep_alive_get("/after").as_bytes())
+        .await
+        .unwrap();
+    let response = read_one_response(&mut stream).await;
+    assert_eq!(response.status, 403);
+
+    let line = gateway
+        .wait_for_access_log("the revoked request", |l| l["path"] == "/after")
+        .await;
+    assert_eq!(line["reason"], "endpoint_not_available", "{line}");
+    assert_eq!(line["host"], private_host("echo"), "{line}");
+    assert_eq!(echo.hits(), 1);
+}
+
 /// Starts a gateway with a server-sent-events app and a grace period of
 /// 10 s, opens a stream of 6 events 300 ms apart, and sends SIGTERM once
 /// the response headers have arrived. The task returns the whole body.
@@ -513,6 +567,15 @@ async fn shutdown_delay_keeps_serving_while_not_ready() {
     let took = started.elapsed();
     assert!(took >= Duration::from_millis(1500), "exited after {took:?}");
     assert!(took < Duration::from_secs(5), "exited after {took:?}");
+
+    // The durations are logged as the config writes them.
+    let line = gateway
+        .wait_for_diagnostic("the shutdown line", |l| {
+            l["message"] == "Shutting down; /readyz now reports 503"
+        })
+        .await;
+    assert_eq!(line["delay"], "1s 500ms", "{line}");
+    assert_eq!(line["grace_period"], "30s", "{line}");
 }
 
 #[tokio::test]

@@ -212,6 +212,7 @@ async fn decide(
     if parts.version < http::Version::HTTP_2
         && conn.ambiguous_framing.load(Ordering::SeqCst) == number
     {
+        record.host = request_host(parts).ok();
         record.deny("ambiguous_framing");
         let mut response = json_error(
             StatusCode::BAD_REQUEST,
@@ -237,6 +238,7 @@ async fn decide(
         None => Err(Refusal::GateDisabled),
     };
     if let Err(refusal) = still {
+        record.host = request_host(parts).ok();
         record.deny(refusal.as_str());
         let mut response = json_error(
             StatusCode::FORBIDDEN,

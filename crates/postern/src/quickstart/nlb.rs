@@ -62,18 +62,35 @@ pub async fn serve(listener: TcpListener, balancer: Balancer) {
         };
         let balancer = balancer.clone();
         tokio::spawn(async move {
-            if let Err(error) = relay(client, client_addr, &balancer).await {
+            let outcome = relay(client, client_addr, &balancer).await;
+            let closed_unanswered = match &outcome {
+                Ok((sent, received)) => *sent > 0 && *received == 0,
+                Err(error) => error.kind() == std::io::ErrorKind::ConnectionReset,
+            };
+            if closed_unanswered {
+                tracing::warn!(
+                    from = %balancer.source_ip,
+                    to = %balancer.target,
+                    endpoint_id = %balancer.endpoint_id,
+                    "The gate closed the connection without a response; check that the \
+                     relay's address (--from) is in gateways.private.proxy_protocol.trusted_sources \
+                     and that the endpoint is in the endpoints file, available and owned by an \
+                     allowed account. The gate's log names the reason"
+                );
+            } else if let Err(error) = outcome {
                 tracing::debug!(%error, "Demo balancer relay ended");
             }
         });
     }
 }
 
+/// Relays one connection and returns the bytes sent to the gate and
+/// received from it.
 async fn relay(
     mut client: TcpStream,
     client_addr: SocketAddr,
     balancer: &Balancer,
-) -> std::io::Result<()> {
+) -> std::io::Result<(u64, u64)> {
     let socket = match balancer.source_ip {
         std::net::IpAddr::V4(_) => TcpSocket::new_v4()?,
         std::net::IpAddr::V6(_) => TcpSocket::new_v6()?,
@@ -87,8 +104,7 @@ async fn relay(
             &balancer.endpoint_id,
         )?)
         .await?;
-    tokio::io::copy_bidirectional(&mut client, &mut upstream).await?;
-    Ok(())
+    tokio::io::copy_bidirectional(&mut client, &mut upstream).await
 }
 
 /// Runs `postern relay`: one balancer stand-in until SIGTERM or SIGINT.

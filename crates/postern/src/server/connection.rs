@@ -276,7 +276,7 @@ async fn admit(
 ) -> Option<(Admission, Option<EndpointIdentity>)> {
     match rules.classify_peer(peer) {
         PeerVerdict::Refuse(refusal) => {
-            refuse(gate, peer, refusal, "");
+            refuse(gate, peer, refusal, peer_refusal_detail(refusal));
             None
         }
         PeerVerdict::Admit(admission) => {
@@ -314,6 +314,19 @@ async fn admit(
                 }
             }
         }
+    }
+}
+
+/// Says which keys decide a refusal by peer address alone. Nothing is read
+/// from such a peer, so whether it sent a PROXY header is not known.
+fn peer_refusal_detail(refusal: Refusal) -> &'static str {
+    match refusal {
+        Refusal::NotInVpc => {
+            "the peer is in neither cluster.vpc_cidrs nor \
+             gateways.private.proxy_protocol.trusted_sources; a load balancer, or \
+             `postern relay --from`, must connect from a trusted source"
+        }
+        _ => "",
     }
 }
 
