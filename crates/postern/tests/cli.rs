@@ -456,11 +456,11 @@ fn reconcile_missing_binary_names_paths() {
     let dir = tempfile::tempdir().unwrap();
     let copy = dir.path().join("postern");
     std::fs::copy(env!("CARGO_BIN_EXE_postern"), &copy).unwrap();
-    let output = std::process::Command::new(&copy)
-        .args(["reconcile", "--config", "vars.yaml", "--dry-run"])
-        .env("PATH", dir.path().join("empty"))
-        .output()
-        .unwrap();
+    let output = run_fresh_copy(
+        std::process::Command::new(&copy)
+            .args(["reconcile", "--config", "vars.yaml", "--dry-run"])
+            .env("PATH", dir.path().join("empty")),
+    );
 
     assert_eq!(output.status.code(), Some(2));
     let stderr = text(&output.stderr);
@@ -471,6 +471,23 @@ fn reconcile_missing_binary_names_paths() {
         stderr.contains("cargo build --release -p postern-reconcile"),
         "{stderr}"
     );
+}
+
+/// Runs a binary that this test process has just written. Another test
+/// thread that forks in the meantime holds the copy's write descriptor
+/// until its child execs, and running the copy then fails with "text file
+/// busy" (ETXTBSY). That lasts microseconds, so a few retries suffice.
+fn run_fresh_copy(command: &mut std::process::Command) -> std::process::Output {
+    const ETXTBSY: i32 = 26;
+    for _ in 0..50 {
+        match command.output() {
+            Err(error) if error.raw_os_error() == Some(ETXTBSY) => {
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+            result => return result.expect("running the copied binary"),
+        }
+    }
+    panic!("the copied binary stayed busy (ETXTBSY) for a second");
 }
 
 /// The vars file of a new user's first try: each value with a problem
