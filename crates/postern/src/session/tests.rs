@@ -23,8 +23,12 @@ fn config(keys: &[&str]) -> SessionsConfig {
     }
 }
 
+/// Returns the same session at each call: the time is read once per test
+/// process, so that a test that builds its expected session again after a
+/// second boundary still compares equal.
 fn session(groups: usize) -> Session {
-    let now = crate::identity::now();
+    static NOW: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
+    let now = *NOW.get_or_init(crate::identity::now);
     Session {
         user: "alice".to_owned(),
         email: Some("alice@example.com".to_owned()),
