@@ -15,7 +15,7 @@ pub mod websocket;
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::SystemTime;
 
 use http::{HeaderValue, Request, Response, StatusCode};
@@ -64,6 +64,9 @@ pub struct ConnectionInfo {
     pub upgrade: Arc<websocket::UpgradeSlot>,
     /// Tracker of WebSocket tunnel tasks, so the drain waits for them.
     pub tunnels: tokio_util::task::TaskTracker,
+    /// Set when the client accepted no bytes for `limits.send_timeout` and
+    /// its connection was closed (see [`crate::net::send_timeout`]).
+    pub send_timed_out: Arc<AtomicBool>,
 }
 
 /// A request on its way through the pipeline.
@@ -91,11 +94,13 @@ pub async fn handle(
     let mut pending = Pending {
         exchange: Some(Exchange::new(&conn, &parts)),
         state: state.clone(),
+        send_timed_out: conn.send_timed_out.clone(),
     };
     let exchange = pending.exchange.as_mut().expect("set above");
     let (response, timeouts) = respond(&state, &conn, parts, body, exchange).await;
     let exchange = pending.answered();
-    Ok(exchange.finish(response, timeouts.as_ref(), &state, done))
+    let send_timed_out = conn.send_timed_out.clone();
+    Ok(exchange.finish(response, timeouts.as_ref(), state, send_timed_out, done))
 }
 
 /// Produces the response head: from the pipeline, the auth host or the
@@ -166,6 +171,7 @@ async fn respond(
 struct Pending {
     exchange: Option<Exchange>,
     state: Arc<State>,
+    send_timed_out: Arc<AtomicBool>,
 }
 
 impl Pending {
@@ -185,9 +191,23 @@ impl Drop for Pending {
             record.status = CLIENT_CLOSED_REQUEST;
             record.bytes_in = exchange.bytes_in.load(Ordering::Relaxed);
             record.duration_ms = crate::telemetry::access::millis(exchange.started.elapsed());
-            forward::note_body_end(&mut record, BodyEnd::Dropped, self.state.is_draining());
+            let cause = drop_cause(&self.state, &self.send_timed_out);
+            forward::note_body_end(&mut record, BodyEnd::Dropped, cause);
             record.emit();
         }
+    }
+}
+
+/// Returns the cause of a request's drop before its end. The send timeout
+/// and the end of a drain close connections on purpose. Any other drop
+/// means the client went away.
+fn drop_cause(state: &State, send_timed_out: &AtomicBool) -> forward::DropCause {
+    if send_timed_out.load(Ordering::Relaxed) {
+        forward::DropCause::SendTimeout
+    } else if state.is_draining() {
+        forward::DropCause::Shutdown
+    } else {
+        forward::DropCause::ClientClosed
     }
 }
 
@@ -403,10 +423,10 @@ impl Exchange {
         self,
         mut response: Response<Body>,
         timeouts: Option<&crate::config::AppTimeouts>,
-        state: &Arc<State>,
+        state: Arc<State>,
+        send_timed_out: Arc<AtomicBool>,
         done: impl FnOnce() + Send + Sync + Unpin + 'static,
     ) -> Response<Body> {
-        let state = state.clone();
         let Exchange {
             started,
             mut record,
@@ -425,7 +445,7 @@ impl Exchange {
             record.bytes_out = bytes_out;
             record.bytes_in = bytes_in.load(Ordering::Relaxed);
             record.duration_ms = crate::telemetry::access::millis(started.elapsed());
-            forward::note_body_end(&mut record, end, state.is_draining());
+            forward::note_body_end(&mut record, end, drop_cause(&state, &send_timed_out));
             record.emit();
             done();
         })

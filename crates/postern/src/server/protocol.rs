@@ -26,11 +26,11 @@ use tokio::sync::watch;
 use tokio::time::Instant;
 
 use super::activity::Activity;
+use super::connection::ClientIo;
 use super::flushed::FlushWatch;
 use crate::config::Limits;
 use crate::http::Body;
 use crate::net::framing::FramingWatch;
-use crate::net::prefixed::PrefixedIo;
 use crate::policy::admission::Gate;
 use crate::proxy::{self, ConnectionInfo};
 use crate::runtime::state::State;
@@ -64,9 +64,9 @@ pub(super) trait Park {
     fn socket(&self) -> Option<&TcpStream>;
 }
 
-impl Park for PrefixedIo<TcpStream> {
+impl Park for ClientIo {
     fn socket(&self) -> Option<&TcpStream> {
-        Some(self.get_ref())
+        Some(self.get_ref().get_ref())
     }
 }
 
@@ -96,6 +96,7 @@ pub(super) async fn serve_h2<I>(
     I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let (gate, peer) = (info.gate, info.peer);
+    let send_timed_out = info.send_timed_out.clone();
     let activity = Arc::new(Activity::new());
     let service = service(state, info, activity.clone());
     let io = FlushWatch::new(io);
@@ -128,7 +129,7 @@ pub(super) async fn serve_h2<I>(
         }
     };
     if let Err(error) = result {
-        log_connection_error(gate, peer, &error);
+        log_connection_error(gate, peer, &error, &send_timed_out);
     }
 }
 
@@ -212,7 +213,7 @@ pub(super) async fn serve_h1<I>(
             }
         };
         if let Err(error) = result {
-            log_connection_error(gate, peer, &error);
+            log_connection_error(gate, peer, &error, &info.send_timed_out);
             return;
         }
         let http1::Parts {
@@ -354,8 +355,19 @@ impl Watch {
 
 /// Logs why hyper closed a client connection. A request that hyper itself
 /// rejects (malformed, or a head too large: 400 or 431) never reaches the
-/// request pipeline, so this is its log line.
-fn log_connection_error(gate: Gate, peer: SocketAddr, error: &hyper::Error) {
+/// request pipeline, so this is its log line. So is a send timeout that
+/// fired after the last response body ended, with only buffered bytes left.
+fn log_connection_error(
+    gate: Gate,
+    peer: SocketAddr,
+    error: &hyper::Error,
+    send_timed_out: &AtomicBool,
+) {
+    if send_timed_out.load(Ordering::Relaxed) {
+        metrics::record_client_error(gate, "client_send_timeout");
+        tracing::info!(gate = %gate, peer = %show_addr(peer), reason = "client_send_timeout", %error, "Client connection closed: it accepted no bytes for the send timeout");
+        return;
+    }
     let kind = if error.is_parse_too_large() {
         "request_head_too_large"
     } else if error.is_parse() {

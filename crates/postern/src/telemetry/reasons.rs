@@ -50,6 +50,7 @@ pub const REASONS: &[&str] = &[
     "client_body_invalid",
     "client_body_timeout",
     "client_closed",
+    "client_send_timeout",
     "gateway_shutdown",
     // The auth host: pages, the login form and sign-out.
     "auth_index",
