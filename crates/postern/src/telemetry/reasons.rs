@@ -38,6 +38,7 @@ pub const REASONS: &[&str] = &[
     "jwt_issued_in_future",
     "jwt_identity_claim_invalid",
     "session_store_unavailable",
+    "session_cookie_conflict",
     "access_rule",
     // The upstream and the streamed bodies.
     "upstream_connect_failed",
