@@ -76,6 +76,7 @@ pub const REASONS: &[&str] = &[
     "sign_in_state_mismatch",
     "sign_in_failed",
     "provider_timeout",
+    "provider_response_invalid",
     "session_too_large",
     "signed_in",
     // The auth host: postern's issuer and token endpoint.
