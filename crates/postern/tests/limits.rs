@@ -396,10 +396,11 @@ async fn wait_for_open(open: &AtomicUsize, expected: usize, limit: Duration, cas
     }
 }
 
-/// Starts a gateway with a 1 s send timeout in front of an endless app,
-/// sends it `request` on a client connection that never reads, and checks
-/// that the timeout ends the request at `path` and releases the app
-/// connection. Returns the client stream and the access log line.
+/// Starts a gateway with a 1 s send timeout in front of an endless app and
+/// sends it `request` on a client connection that reads nothing until the
+/// access log line is written. Checks that the send timeout ends the
+/// request at `path` and releases the app connection. Returns the client
+/// stream, the access log line and the gateway.
 async fn unread_response(request: &[u8], path: &str) -> (TcpStream, serde_json::Value, Gateway) {
     let (endless, open) = start_endless().await;
     let gateway = GatewaySpec::new()
@@ -473,4 +474,42 @@ async fn send_timeout_closes_unread_h2() {
     assert_eq!(line["protocol"], "HTTP/2", "{line}");
     let (_, closed) = read_h2_frames_unanswered(&mut stream, SLACK).await;
     assert!(closed, "the client connection stayed open");
+}
+
+#[tokio::test]
+async fn send_timeout_resets_h2_stream_with_closed_window() {
+    // The client opens the connection's window wide but never the stream's,
+    // past its initial 65,535 bytes, which fit in the socket buffers: the
+    // stream waits, not the socket.
+    let mut hello = H2_PREFACE.to_vec();
+    // WINDOW_UPDATE (0x8) on the connection, up to 2^31 - 1.
+    hello.extend_from_slice(&[0, 0, 4, 0x8, 0, 0, 0, 0, 0]);
+    hello.extend_from_slice(&(0x7fff_ffff_u32 - 65_535).to_be_bytes());
+    let authorization = format!("Bearer {TOKEN}");
+    hello.extend_from_slice(&h2_get_frame(
+        1,
+        &public_host("endless"),
+        "/h2-window-closed",
+        &[("proxy-authorization", &authorization)],
+    ));
+
+    let (mut stream, line, _gateway) = unread_response(&hello, "/h2-window-closed").await;
+
+    assert_eq!(line["protocol"], "HTTP/2", "{line}");
+    let (frames, closed) = read_h2_frames_unanswered(&mut stream, Duration::from_millis(500)).await;
+    assert!(!closed, "the connection closed; only the stream should end");
+    let reset = frames
+        .iter()
+        .any(|f| f.kind == H2_RST_STREAM && f.stream == 1);
+    assert!(
+        reset,
+        "no RST_STREAM on stream 1 in {:?}",
+        h2_frame_kinds(&frames)
+    );
+    let data: usize = frames
+        .iter()
+        .filter(|f| f.kind == H2_DATA)
+        .map(|f| f.payload.len())
+        .sum();
+    assert_eq!(data, 65_535, "DATA bytes sent within the stream's window");
 }

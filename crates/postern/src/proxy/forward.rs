@@ -16,6 +16,7 @@ use crate::auth::Identity;
 use crate::http::body::{BodyEnd, BodyTimeout, CountingBody, ResponseBody};
 use crate::http::headers::{self, Origin};
 use crate::http::responses::json_error;
+use crate::http::send_clock::SendClock;
 use crate::http::{Body, BoxError};
 use crate::routing::Route;
 use crate::telemetry::access::{AccessRecord, millis};
@@ -227,10 +228,11 @@ pub(super) fn log_on_end(
     idle: Option<Duration>,
     deadline: Option<Instant>,
     http2: bool,
+    clock: Option<Arc<SendClock>>,
     on_end: impl FnOnce(u64, BodyEnd) + Send + Sync + Unpin + 'static,
 ) -> Response<Body> {
     let (parts, body) = response.into_parts();
-    let body = ResponseBody::new(body, idle, deadline, http2, on_end);
+    let body = ResponseBody::new(body, idle, deadline, http2, clock, on_end);
     Response::from_parts(parts, body.boxed())
 }
 

@@ -19,7 +19,7 @@ use std::time::Duration;
 use http::{Request, Response};
 use hyper::body::Incoming;
 use hyper::server::conn::{http1, http2};
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
 use tokio::sync::watch;
@@ -28,8 +28,10 @@ use tokio::time::Instant;
 use super::activity::Activity;
 use super::connection::ClientIo;
 use super::flushed::FlushWatch;
+use super::stream_watch::{ClockSlot, StreamExecutor};
 use crate::config::Limits;
 use crate::http::Body;
+use crate::http::send_clock::SendClock;
 use crate::net::framing::FramingWatch;
 use crate::policy::admission::Gate;
 use crate::proxy::{self, ConnectionInfo};
@@ -98,10 +100,14 @@ pub(super) async fn serve_h2<I>(
     let (gate, peer) = (info.gate, info.peer);
     let send_timed_out = info.send_timed_out.clone();
     let activity = Arc::new(Activity::new());
-    let service = service(state, info, activity.clone());
+    let executor = StreamExecutor {
+        slot: ClockSlot::default(),
+        limit: limits.send_timeout,
+    };
+    let service = service(state, info, activity.clone(), Some(executor.slot.clone()));
     let io = FlushWatch::new(io);
     let flushed = io.flushed();
-    let mut builder = http2::Builder::new(TokioExecutor::new());
+    let mut builder = http2::Builder::new(executor);
     builder
         .timer(TokioTimer::new())
         .max_header_list_size(limits.max_header_bytes as u32)
@@ -169,7 +175,7 @@ pub(super) async fn serve_h1<I>(
 {
     let (gate, peer) = (info.gate, info.peer);
     let activity = Arc::new(Activity::new());
-    let service = Arc::new(service(state, info.clone(), activity.clone()));
+    let service = Arc::new(service(state, info.clone(), activity.clone(), None));
     let mut builder = http1::Builder::new();
     builder
         .timer(TokioTimer::new())
@@ -242,9 +248,20 @@ pub(super) async fn serve_h1<I>(
     }
 }
 
-/// Builds the request handler of one connection.
-fn service(state: Arc<State>, info: Arc<ConnectionInfo>, activity: Arc<Activity>) -> Service {
-    Box::new(move |request| {
+/// Builds the request handler of one connection. On HTTP/2, each request
+/// gets a send clock, left in `clocks` for the stream's executor.
+fn service(
+    state: Arc<State>,
+    info: Arc<ConnectionInfo>,
+    activity: Arc<Activity>,
+    clocks: Option<ClockSlot>,
+) -> Service {
+    Box::new(move |mut request| {
+        if let Some(slot) = &clocks {
+            let clock = Arc::new(SendClock::default());
+            request.extensions_mut().insert(clock.clone());
+            *slot.lock().unwrap_or_else(|e| e.into_inner()) = Some(clock);
+        }
         let in_flight = InFlight::start(activity.clone());
         let done = move || drop(in_flight);
         Box::pin(proxy::handle(state.clone(), info.clone(), request, done))
