@@ -41,6 +41,11 @@ const ACCOUNTS = {
     email: 'many@example.com',
     groups: Array.from({ length: 200 }, (_, i) => `team-with-a-long-name-${i}`),
   },
+  // Providers that send email_verified as a string, and one that sends
+  // a value that is neither a boolean nor "true" or "false".
+  strtrue: { email: 'strtrue@example.com', groups: [], email_verified: 'true' },
+  strfalse: { email: 'strfalse@example.com', groups: [], email_verified: 'false' },
+  oddverified: { email: 'odd@example.com', groups: [], email_verified: 'yes' },
 };
 
 // postern's registration, set by POST /test/postern.
@@ -55,7 +60,7 @@ async function findAccount(ctx, id) {
       sub: id,
       preferred_username: id,
       email: account.email,
-      email_verified: true,
+      email_verified: account.email_verified ?? true,
       groups: account.groups,
     }),
   };

@@ -4,12 +4,14 @@
 
 mod support;
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use http_body_util::BodyExt;
 use hyper_util::rt::TokioIo;
 use support::*;
-use tokio::io::AsyncWriteExt;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
 
 /// How long the gateway may take past a configured limit to act on it.
 const SLACK: Duration = Duration::from_secs(2);
@@ -425,4 +427,135 @@ async fn reset_stream_lets_idle_h2_connection_close() {
         "the connection stayed open past the idle timeout"
     );
     drop(sender);
+}
+
+/// Waits until `open` app connections remain, or fails after `limit`.
+async fn wait_for_open(open: &AtomicUsize, expected: usize, limit: Duration, case: &str) {
+    let started = Instant::now();
+    while open.load(Ordering::SeqCst) != expected {
+        assert!(
+            started.elapsed() < limit,
+            "{case}: {} app connections open after {limit:?}, expected {expected}",
+            open.load(Ordering::SeqCst)
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// Starts a gateway with a 1 s send timeout in front of an endless app and
+/// sends it `request` on a client connection that reads nothing until the
+/// access log line is written. Checks that the send timeout ends the
+/// request at `path` and releases the app connection. Returns the client
+/// stream, the access log line and the gateway.
+async fn unread_response(request: &[u8], path: &str) -> (TcpStream, serde_json::Value, Gateway) {
+    let (endless, open) = start_endless().await;
+    let gateway = GatewaySpec::new()
+        .app(AppSpec::new("endless", endless))
+        .limit("send_timeout", "1s")
+        .start()
+        .await;
+    let mut stream = connect_from(LOCALHOST, gateway.public).await;
+    stream.write_all(request).await.unwrap();
+    wait_for_open(&open, 1, SLACK, "the app connection").await;
+    let started = Instant::now();
+
+    let line = gateway
+        .wait_for_access_log("the line of the unread response", |line| {
+            line["path"] == path
+        })
+        .await;
+    let elapsed = started.elapsed();
+
+    assert_eq!(line["reason"], "client_send_timeout", "{line}");
+    assert_eq!(line["decision"], "error", "{line}");
+    assert!(
+        elapsed >= Duration::from_millis(900),
+        "cut after only {elapsed:?}; send_timeout is 1s"
+    );
+    wait_for_open(&open, 0, SLACK, "the released app connection").await;
+    (stream, line, gateway)
+}
+
+#[tokio::test]
+async fn send_timeout_closes_unread_h1() {
+    let token = format!("Proxy-Authorization: Bearer {TOKEN}\r\n");
+    let request = raw_get(&public_host("endless"), "/h1-not-reading", &token);
+
+    let (mut stream, line, gateway) = unread_response(&request, "/h1-not-reading").await;
+
+    assert_eq!(line["protocol"], "HTTP/1.1", "{line}");
+    // The client gets what was already in the socket buffers, then the end.
+    within(SLACK, "the client connection to end", async {
+        let mut buf = vec![0u8; 64 * 1024];
+        while let Ok(1..) = stream.read(&mut buf).await {}
+    })
+    .await;
+    let kind = [("gate", "public"), ("kind", "client_send_timeout")];
+    gateway
+        .wait_for_metric("postern_client_errors_total", &kind, 1.0)
+        .await;
+}
+
+#[tokio::test]
+async fn send_timeout_closes_unread_h2() {
+    // HTTP/2 with windows so large that flow control never stops postern:
+    // only the unread socket does.
+    let mut hello = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".to_vec();
+    // SETTINGS: SETTINGS_INITIAL_WINDOW_SIZE (0x4) = 2^31 - 1.
+    hello.extend_from_slice(&[0, 0, 6, 0x4, 0, 0, 0, 0, 0]);
+    hello.extend_from_slice(&[0, 0x4, 0x7f, 0xff, 0xff, 0xff]);
+    // WINDOW_UPDATE (0x8) on the connection, up to 2^31 - 1.
+    hello.extend_from_slice(&[0, 0, 4, 0x8, 0, 0, 0, 0, 0]);
+    hello.extend_from_slice(&(0x7fff_ffff_u32 - 65_535).to_be_bytes());
+    let authorization = format!("Bearer {TOKEN}");
+    hello.extend_from_slice(&h2_get_frame(
+        1,
+        &public_host("endless"),
+        "/h2-not-reading",
+        &[("proxy-authorization", &authorization)],
+    ));
+
+    let (mut stream, line, _gateway) = unread_response(&hello, "/h2-not-reading").await;
+
+    assert_eq!(line["protocol"], "HTTP/2", "{line}");
+    let (_, closed) = read_h2_frames_unanswered(&mut stream, SLACK).await;
+    assert!(closed, "the client connection stayed open");
+}
+
+#[tokio::test]
+async fn send_timeout_resets_h2_stream_with_closed_window() {
+    // The client opens the connection's window wide but never the stream's,
+    // past its initial 65,535 bytes, which fit in the socket buffers: the
+    // stream waits, not the socket.
+    let mut hello = H2_PREFACE.to_vec();
+    // WINDOW_UPDATE (0x8) on the connection, up to 2^31 - 1.
+    hello.extend_from_slice(&[0, 0, 4, 0x8, 0, 0, 0, 0, 0]);
+    hello.extend_from_slice(&(0x7fff_ffff_u32 - 65_535).to_be_bytes());
+    let authorization = format!("Bearer {TOKEN}");
+    hello.extend_from_slice(&h2_get_frame(
+        1,
+        &public_host("endless"),
+        "/h2-window-closed",
+        &[("proxy-authorization", &authorization)],
+    ));
+
+    let (mut stream, line, _gateway) = unread_response(&hello, "/h2-window-closed").await;
+
+    assert_eq!(line["protocol"], "HTTP/2", "{line}");
+    let (frames, closed) = read_h2_frames_unanswered(&mut stream, Duration::from_millis(500)).await;
+    assert!(!closed, "the connection closed; only the stream should end");
+    let reset = frames
+        .iter()
+        .any(|f| f.kind == H2_RST_STREAM && f.stream == 1);
+    assert!(
+        reset,
+        "no RST_STREAM on stream 1 in {:?}",
+        h2_frame_kinds(&frames)
+    );
+    let data: usize = frames
+        .iter()
+        .filter(|f| f.kind == H2_DATA)
+        .map(|f| f.payload.len())
+        .sum();
+    assert_eq!(data, 65_535, "DATA bytes sent within the stream's window");
 }

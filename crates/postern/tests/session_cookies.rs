@@ -11,12 +11,13 @@ use support::*;
 const SESSION_KEY: &str = "test-session-key-0123456789abcdef0123456789";
 const PASSWORD: &str = "correct horse battery staple";
 
-/// Starts a gateway with the echo app and the user `alice`; returns it
-/// with alice's session cookie.
+/// Starts a gateway with the echo app and the users `alice` and
+/// `mallory`; returns it with alice's session cookie.
 async fn signed_in(echo: &EchoServer) -> (Gateway, String) {
     let hash = postern::identity::password::hash(PASSWORD).unwrap();
     let identities = format!(
         "  users:\n    - name: alice\n      password_argon2id: \"{hash}\"\n\
+         \x20   - name: mallory\n      password_argon2id: \"{hash}\"\n\
          \x20 sessions:\n    keys:\n      - insecure_inline: {SESSION_KEY}\n"
     );
     let gateway = GatewaySpec::new()
@@ -110,4 +111,84 @@ async fn apps_cannot_set_posterns_cookies() {
     .await;
     assert_eq!(response.status, StatusCode::OK, "{}", response.text());
     assert!(response.echo().header("cookie").is_none());
+}
+
+#[tokio::test]
+async fn two_different_sessions_count_as_none() {
+    let echo = EchoServer::start().await;
+    let (gateway, alice) = signed_in(&echo).await;
+    let mallory = sign_in_with_password(&gateway, "mallory", PASSWORD).await;
+    // Browsers send the cookie of the longer path first: here the one an
+    // app's page planted at /app with mallory's valid session.
+    let both = format!("{mallory}; {alice}");
+
+    let response = get(
+        gateway.public,
+        &public_host("echo"),
+        "/app/page",
+        &[("cookie", &both)],
+    )
+    .await;
+
+    assert_eq!(
+        response.status,
+        StatusCode::UNAUTHORIZED,
+        "{}",
+        response.text()
+    );
+    assert_eq!(echo.hits(), 0);
+    let line = gateway.access_log_for(&response.request_id()).await;
+    assert_eq!(line["reason"], "session_cookie_conflict", "{line}");
+    assert!(line["identity"].is_null(), "{line}");
+    let cleared: Vec<&str> = response
+        .headers
+        .get_all("set-cookie")
+        .iter()
+        .map(|v| v.to_str().unwrap())
+        .collect();
+    for path in ["/app/page", "/app/", "/app", "/"] {
+        let host_only = cleared.iter().any(|c| {
+            c.starts_with("_postern=;")
+                && c.contains(&format!("Path={path};"))
+                && c.contains("Max-Age=0")
+                && !c.contains("Domain=")
+        });
+        assert!(host_only, "no host-only removal at {path} in {cleared:?}");
+    }
+    let domain = cleared.iter().any(|c| {
+        c.starts_with("_postern=;") && c.contains("Path=/app;") && c.contains("Domain=example.test")
+    });
+    assert!(domain, "no cluster-domain removal at /app in {cleared:?}");
+
+    // A browser navigation with the same cookies is sent to sign in.
+    let navigation = get(
+        gateway.public,
+        &public_host("echo"),
+        "/app/page",
+        &[("cookie", &both), ("accept", "text/html")],
+    )
+    .await;
+    assert_eq!(navigation.status, StatusCode::FOUND);
+    let location = navigation.header("location").unwrap_or_default();
+    assert!(location.contains("/oauth2/start?rd="), "{location}");
+    assert_eq!(echo.hits(), 0);
+}
+
+#[tokio::test]
+async fn same_session_cookie_twice_is_one_session() {
+    let echo = EchoServer::start().await;
+    let (gateway, alice) = signed_in(&echo).await;
+    let twice = format!("{alice}; {alice}");
+
+    let response = get(
+        gateway.public,
+        &public_host("echo"),
+        "/",
+        &[("cookie", &twice)],
+    )
+    .await;
+
+    assert_eq!(response.status, StatusCode::OK, "{}", response.text());
+    let seen = response.echo();
+    assert_eq!(seen.header("x-auth-request-user").as_deref(), Some("alice"));
 }

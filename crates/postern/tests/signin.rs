@@ -614,3 +614,51 @@ async fn redis_refresh_keeps_the_session_id_and_explain_changes_nothing() {
     assert_eq!(stats["refreshes"], 1, "{stats}");
     assert_eq!(stats["refresh_failures"], 0, "{stats}");
 }
+
+#[tokio::test]
+async fn string_email_verified_is_read_as_boolean() {
+    let mut w = World::start(3600).await;
+    let echo_origin = origin(&w.gateway, "echo");
+
+    // "true" as a string: the address is verified, and the app gets it.
+    let page = w.sign_in(&format!("{echo_origin}/"), "strtrue").await;
+    let seen = echoed(&page);
+    assert_eq!(
+        seen.header("x-auth-request-user").as_deref(),
+        Some("strtrue")
+    );
+    assert_eq!(
+        seen.header("x-auth-request-email").as_deref(),
+        Some("strtrue@example.com")
+    );
+
+    // "false" as a string: signed in, but the address is not used.
+    w.browser = Browser::start().await;
+    let page = w.sign_in(&format!("{echo_origin}/"), "strfalse").await;
+    let seen = echoed(&page);
+    assert_eq!(
+        seen.header("x-auth-request-user").as_deref(),
+        Some("strfalse")
+    );
+    assert_eq!(seen.header("x-auth-request-email"), None);
+
+    // Anything else: the sign-in fails with a reason that names the
+    // provider's response, not its reachability.
+    w.browser = Browser::start().await;
+    let page = w.sign_in(&format!("{echo_origin}/"), "oddverified").await;
+    assert_eq!(page.status, 502, "{}", page.text);
+    let line = w
+        .gateway
+        .wait_for_access_log("the failed callback", |l| {
+            l["path"] == "/oauth2/callback" && l["decision"] == "deny"
+        })
+        .await;
+    assert_eq!(line["reason"], "provider_response_invalid", "{line}");
+    let diagnostic = w
+        .gateway
+        .wait_for_diagnostic("the sign-in failure", |l| l["message"] == "Sign-in failed")
+        .await;
+    let error = diagnostic["error"].as_str().unwrap_or_default();
+    assert!(error.contains("email_verified"), "{diagnostic}");
+    assert_eq!(page_hits(&w.echo), 2);
+}

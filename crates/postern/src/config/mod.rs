@@ -38,6 +38,9 @@ pub const DEFAULT_MAX_HEADER_BYTES: usize = 64 * 1024;
 pub const DEFAULT_HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
 /// Default time a client connection with no request in flight stays open.
 pub const DEFAULT_CLIENT_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+/// Default maximum time a client may accept no bytes of what postern has
+/// to send it. nginx's `send_timeout` has the same default.
+pub const DEFAULT_SEND_TIMEOUT: Duration = Duration::from_secs(60);
 /// Default time between SIGTERM (when /readyz turns 503) and closing the
 /// listeners, so that load balancers stop sending new connections first.
 pub const DEFAULT_SHUTDOWN_DELAY: Duration = Duration::from_secs(5);
@@ -159,6 +162,9 @@ pub struct Limits {
     pub max_header_bytes: usize,
     pub header_read_timeout: Duration,
     pub client_idle_timeout: Duration,
+    /// Maximum time a client connection may accept no bytes while postern
+    /// has bytes to send it.
+    pub send_timeout: Duration,
     pub shutdown_delay: Duration,
     pub shutdown_grace_period: Duration,
 }
@@ -244,6 +250,7 @@ impl Default for Limits {
             max_header_bytes: DEFAULT_MAX_HEADER_BYTES,
             header_read_timeout: DEFAULT_HEADER_READ_TIMEOUT,
             client_idle_timeout: DEFAULT_CLIENT_IDLE_TIMEOUT,
+            send_timeout: DEFAULT_SEND_TIMEOUT,
             shutdown_delay: DEFAULT_SHUTDOWN_DELAY,
             shutdown_grace_period: DEFAULT_SHUTDOWN_GRACE_PERIOD,
         }

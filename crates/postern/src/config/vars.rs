@@ -553,6 +553,7 @@ fn limits(d: &mut Decoder, at: Cursor<'_>) -> Option<Limits> {
             "max_header_bytes",
             "header_read_timeout",
             "client_idle_timeout",
+            "send_timeout",
             "shutdown_delay",
             "shutdown_grace_period",
         ],
@@ -576,6 +577,7 @@ fn limits(d: &mut Decoder, at: Cursor<'_>) -> Option<Limits> {
     };
     let header_read_timeout = get("header_read_timeout", defaults.header_read_timeout);
     let client_idle_timeout = get("client_idle_timeout", defaults.client_idle_timeout);
+    let send_timeout = get("send_timeout", defaults.send_timeout);
     let shutdown_grace_period = get("shutdown_grace_period", defaults.shutdown_grace_period);
     // Zero is valid here: it closes the listeners at once.
     let shutdown_delay = match map.get("shutdown_delay") {
@@ -587,6 +589,7 @@ fn limits(d: &mut Decoder, at: Cursor<'_>) -> Option<Limits> {
         max_header_bytes: max_header_bytes?,
         header_read_timeout: header_read_timeout?,
         client_idle_timeout: client_idle_timeout?,
+        send_timeout: send_timeout?,
         shutdown_delay: shutdown_delay?,
         shutdown_grace_period: shutdown_grace_period?,
     })

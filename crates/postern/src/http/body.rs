@@ -13,6 +13,7 @@ use http_body::{Body as HttpBody, Frame, SizeHint};
 use tokio::time::{Instant, Sleep};
 
 use super::BoxError;
+use super::send_clock::SendClock;
 
 /// A request body that adds its size to a shared counter as it streams,
 /// and fails with [`BodyTimeout::Idle`] when the client stalls.
@@ -67,6 +68,9 @@ pub struct ResponseBody<B, F: FnOnce(u64, BodyEnd)> {
     /// Set to report the end only when hyper polls past the last frame (see
     /// [`ResponseBody::new`]).
     hold_end: bool,
+    /// The HTTP/2 stream's send clock, which learns when the body waits
+    /// for its client.
+    clock: Option<Arc<SendClock>>,
     on_end: Option<F>,
 }
 
@@ -154,12 +158,14 @@ impl<B: HttpBody, F: FnOnce(u64, BodyEnd)> ResponseBody<B, F> {
     /// stream's body for more only when the client's flow-control window
     /// has room. The end then waits until the data that h2 buffers has gone
     /// out, so a response that a slow reader has yet to receive still
-    /// counts as in flight.
+    /// counts as in flight. For the same reason, `clock` learns when the
+    /// body waits for the client.
     pub fn new(
         inner: B,
         idle: Option<Duration>,
         deadline: Option<Instant>,
         hold_end: bool,
+        clock: Option<Arc<SendClock>>,
         on_end: F,
     ) -> Self {
         let empty = inner.is_end_stream();
@@ -174,6 +180,7 @@ impl<B: HttpBody, F: FnOnce(u64, BodyEnd)> ResponseBody<B, F> {
             total_timer: deadline.map(|at| Box::pin(tokio::time::sleep_until(at))),
             waiting: false,
             bytes: 0,
+            clock,
             on_end: Some(on_end),
         }
     }
@@ -201,6 +208,9 @@ where
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         let this = &mut *self;
+        if let Some(clock) = &this.clock {
+            clock.polled();
+        }
         match Pin::new(&mut this.inner).poll_frame(cx) {
             Poll::Ready(Some(Ok(frame))) => {
                 if let Some(data) = frame.data_ref() {
@@ -212,6 +222,8 @@ where
                 // which come last.
                 if frame.is_trailers() || (this.inner.is_end_stream() && !this.hold_end) {
                     this.finish(BodyEnd::Complete);
+                } else if let Some(clock) = &this.clock {
+                    clock.frame_sent();
                 }
                 Poll::Ready(Some(Ok(frame)))
             }
@@ -298,6 +310,7 @@ mod tests {
             None,
             None,
             true,
+            None,
             move |bytes, end| *seen.lock().unwrap() = Some((bytes, end)),
         );
         let mut body = std::pin::pin!(body);

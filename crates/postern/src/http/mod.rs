@@ -5,6 +5,7 @@ pub mod body;
 pub mod headers;
 pub mod negotiate;
 pub mod responses;
+pub mod send_clock;
 
 /// The error type of every body the gateway sends.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;

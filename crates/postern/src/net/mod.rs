@@ -47,3 +47,4 @@ pub(crate) use delegate_async_write;
 pub mod framing;
 pub mod prefixed;
 pub mod proxy_header;
+pub mod send_timeout;

@@ -328,6 +328,7 @@ async fn credential(
     // No bearer, or one in Authorization that is the app's own key: the
     // session cookie may prove who is calling.
     let mut clear_cookies = Vec::new();
+    let mut conflict = false;
     if matches!(error, AuthError::Missing | AuthError::UnknownAuthorization) {
         // Boxed: a session may need a refresh at the provider, whose state
         // is kilobytes that a request without a session cookie would carry.
@@ -357,6 +358,17 @@ async fn credential(
                 return Ok(identity);
             }
             SessionCredential::None { clear } => clear_cookies = clear,
+            SessionCredential::Conflict => {
+                trace.step(
+                    "session",
+                    format_args!("two different session cookies: neither counts"),
+                );
+                if let Some(sessions) = &identities.sessions {
+                    let path = parts.uri.path();
+                    clear_cookies = sessions.codec().clear_conflict(&parts.headers, path);
+                }
+                conflict = true;
+            }
             SessionCredential::Unavailable => {
                 trace.step(
                     "credential",
@@ -386,9 +398,14 @@ async fn credential(
     } else {
         (StatusCode::UNAUTHORIZED, DenialKind::Unauthorized(error))
     };
+    let reason = if conflict {
+        "session_cookie_conflict"
+    } else {
+        error.as_str()
+    };
     Err(Denial {
         status,
-        reason: error.as_str(),
+        reason,
         kind,
         clear_cookies,
     })

@@ -16,6 +16,7 @@ use crate::auth::Identity;
 use crate::http::body::{BodyEnd, BodyTimeout, CountingBody, ResponseBody};
 use crate::http::headers::{self, Origin};
 use crate::http::responses::json_error;
+use crate::http::send_clock::SendClock;
 use crate::http::{Body, BoxError};
 use crate::routing::Route;
 use crate::telemetry::access::{AccessRecord, millis};
@@ -227,25 +228,41 @@ pub(super) fn log_on_end(
     idle: Option<Duration>,
     deadline: Option<Instant>,
     http2: bool,
+    clock: Option<Arc<SendClock>>,
     on_end: impl FnOnce(u64, BodyEnd) + Send + Sync + Unpin + 'static,
 ) -> Response<Body> {
     let (parts, body) = response.into_parts();
-    let body = ResponseBody::new(body, idle, deadline, http2, on_end);
+    let body = ResponseBody::new(body, idle, deadline, http2, clock, on_end);
     Response::from_parts(parts, body.boxed())
 }
 
+/// The cause of a body's drop before its end.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum DropCause {
+    /// The client closed its connection or reset its stream.
+    ClientClosed,
+    /// The client accepted no bytes for `limits.send_timeout`, so postern
+    /// closed its connection.
+    SendTimeout,
+    /// The gateway is shutting down and its grace period ran out.
+    Shutdown,
+}
+
 /// Records in the access log how a streamed body ended, when it did not end
-/// normally.
-pub(super) fn note_body_end(record: &mut AccessRecord, end: BodyEnd, draining: bool) {
+/// normally. `dropped` is the cause of a drop.
+pub(super) fn note_body_end(record: &mut AccessRecord, end: BodyEnd, dropped: DropCause) {
     let reason = match end {
         BodyEnd::Complete => return,
         BodyEnd::Timeout(BodyTimeout::Idle) => "upstream_body_idle_timeout",
         BodyEnd::Timeout(BodyTimeout::Total) => "total_timeout",
         BodyEnd::Timeout(BodyTimeout::RequestIdle) => "client_body_timeout",
         BodyEnd::UpstreamError => "upstream_body_error",
-        // At exit the runtime drops the bodies the grace period cut short.
-        BodyEnd::Dropped if draining => "gateway_shutdown",
-        BodyEnd::Dropped => "client_closed",
+        BodyEnd::Dropped => match dropped {
+            DropCause::ClientClosed => "client_closed",
+            DropCause::SendTimeout => "client_send_timeout",
+            // At exit the runtime drops the bodies the grace period cut short.
+            DropCause::Shutdown => "gateway_shutdown",
+        },
     };
     if record.decision == "allow" {
         record.decision = "error";

@@ -15,7 +15,7 @@ pub mod websocket;
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::SystemTime;
 
 use http::{HeaderValue, Request, Response, StatusCode};
@@ -27,6 +27,7 @@ use crate::http::Body;
 use crate::http::body::BodyEnd;
 use crate::http::headers;
 use crate::http::responses::{json, json_error};
+use crate::http::send_clock::SendClock;
 use crate::identity::assertion::Caller;
 use crate::policy::admission::{Admission, AdmissionKind, EndpointIdentity, Gate, Refusal};
 use crate::routing::{Route, request_host};
@@ -64,6 +65,9 @@ pub struct ConnectionInfo {
     pub upgrade: Arc<websocket::UpgradeSlot>,
     /// Tracker of WebSocket tunnel tasks, so the drain waits for them.
     pub tunnels: tokio_util::task::TaskTracker,
+    /// Set when the client accepted no bytes for `limits.send_timeout` and
+    /// its connection was closed (see [`crate::net::send_timeout`]).
+    pub send_timed_out: Arc<AtomicBool>,
 }
 
 /// A request on its way through the pipeline.
@@ -87,15 +91,21 @@ pub async fn handle(
     request: Request<Incoming>,
     done: impl FnOnce() + Send + Sync + Unpin + 'static,
 ) -> Result<Response<Body>, Infallible> {
+    let clock = request.extensions().get::<Arc<SendClock>>().cloned();
     let (parts, body) = request.into_parts();
     let mut pending = Pending {
         exchange: Some(Exchange::new(&conn, &parts)),
         state: state.clone(),
+        send_timed_out: conn.send_timed_out.clone(),
     };
     let exchange = pending.exchange.as_mut().expect("set above");
     let (response, timeouts) = respond(&state, &conn, parts, body, exchange).await;
     let exchange = pending.answered();
-    Ok(exchange.finish(response, timeouts.as_ref(), &state, done))
+    let sending = Sending {
+        connection_timed_out: conn.send_timed_out.clone(),
+        clock,
+    };
+    Ok(exchange.finish(response, timeouts.as_ref(), state, sending, done))
 }
 
 /// Produces the response head: from the pipeline, the auth host or the
@@ -166,6 +176,7 @@ async fn respond(
 struct Pending {
     exchange: Option<Exchange>,
     state: Arc<State>,
+    send_timed_out: Arc<AtomicBool>,
 }
 
 impl Pending {
@@ -185,9 +196,38 @@ impl Drop for Pending {
             record.status = CLIENT_CLOSED_REQUEST;
             record.bytes_in = exchange.bytes_in.load(Ordering::Relaxed);
             record.duration_ms = crate::telemetry::access::millis(exchange.started.elapsed());
-            forward::note_body_end(&mut record, BodyEnd::Dropped, self.state.is_draining());
+            let timed_out = self.send_timed_out.load(Ordering::Relaxed);
+            let cause = drop_cause(&self.state, timed_out);
+            forward::note_body_end(&mut record, BodyEnd::Dropped, cause);
             record.emit();
         }
+    }
+}
+
+/// The flags that show whether the send timeout ended a response: the
+/// connection's, and on HTTP/2 the stream's clock.
+struct Sending {
+    connection_timed_out: Arc<AtomicBool>,
+    clock: Option<Arc<SendClock>>,
+}
+
+impl Sending {
+    fn timed_out(&self) -> bool {
+        self.connection_timed_out.load(Ordering::Relaxed)
+            || self.clock.as_ref().is_some_and(|clock| clock.timed_out())
+    }
+}
+
+/// Returns the cause of a request's drop before its end. The send timeout
+/// and the end of a drain close connections on purpose. Any other drop
+/// means the client went away.
+fn drop_cause(state: &State, send_timed_out: bool) -> forward::DropCause {
+    if send_timed_out {
+        forward::DropCause::SendTimeout
+    } else if state.is_draining() {
+        forward::DropCause::Shutdown
+    } else {
+        forward::DropCause::ClientClosed
     }
 }
 
@@ -405,10 +445,10 @@ impl Exchange {
         self,
         mut response: Response<Body>,
         timeouts: Option<&crate::config::AppTimeouts>,
-        state: &Arc<State>,
+        state: Arc<State>,
+        sending: Sending,
         done: impl FnOnce() + Send + Sync + Unpin + 'static,
     ) -> Response<Body> {
-        let state = state.clone();
         let Exchange {
             started,
             mut record,
@@ -423,14 +463,23 @@ impl Exchange {
         let idle = timeouts.map(|t| t.body_idle);
         let deadline = timeouts.and_then(|t| t.total).map(|total| started + total);
         let http2 = record.protocol == protocol(http::Version::HTTP_2);
-        forward::log_on_end(response, idle, deadline, http2, move |bytes_out, end| {
-            record.bytes_out = bytes_out;
-            record.bytes_in = bytes_in.load(Ordering::Relaxed);
-            record.duration_ms = crate::telemetry::access::millis(started.elapsed());
-            forward::note_body_end(&mut record, end, state.is_draining());
-            record.emit();
-            done();
-        })
+        let clock = sending.clock.clone();
+        forward::log_on_end(
+            response,
+            idle,
+            deadline,
+            http2,
+            clock,
+            move |bytes_out, end| {
+                record.bytes_out = bytes_out;
+                record.bytes_in = bytes_in.load(Ordering::Relaxed);
+                record.duration_ms = crate::telemetry::access::millis(started.elapsed());
+                let cause = drop_cause(&state, sending.timed_out());
+                forward::note_body_end(&mut record, end, cause);
+                record.emit();
+                done();
+            },
+        )
     }
 }
 

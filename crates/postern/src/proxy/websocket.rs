@@ -70,6 +70,7 @@ pub(super) fn tunnel(
                 result = &mut copy => {
                     match result {
                         Ok((sent, received)) => tracing::debug!(%request_id, sent, received, "WebSocket tunnel closed"),
+                        Err(error) if is_send_timeout(&error) => tracing::info!(%request_id, reason = "client_send_timeout", "WebSocket tunnel closed: the client accepted no bytes for the send timeout"),
                         Err(error) => tracing::debug!(%request_id, %error, "WebSocket tunnel ended"),
                     }
                     break;
@@ -94,6 +95,14 @@ pub(super) fn tunnel(
         .headers
         .insert(UPGRADE, HeaderValue::from_static("websocket"));
     Response::from_parts(parts, empty())
+}
+
+/// Checks whether a tunnel's copy failed because the client stopped
+/// reading (see [`crate::net::send_timeout`]).
+fn is_send_timeout(error: &io::Error) -> bool {
+    error
+        .get_ref()
+        .is_some_and(|inner| inner.is::<crate::net::send_timeout::SendTimedOut>())
 }
 
 /// A client stream that carries a tunnel.

@@ -2,7 +2,7 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::AtomicU64;
+use std::sync::atomic::{AtomicBool, AtomicU64};
 
 use bytes::BytesMut;
 use tokio::net::TcpStream;
@@ -16,6 +16,7 @@ use super::protocol;
 use crate::net::framing::FramingWatch;
 use crate::net::prefixed::PrefixedIo;
 use crate::net::proxy_header::{self, Sniffed};
+use crate::net::send_timeout::SendTimeout;
 use crate::policy::admission::{
     Admission, AdmissionKind, EndpointIdentity, Gate, PeerVerdict, Refusal, Rules, canonical,
 };
@@ -99,14 +100,18 @@ struct Started {
     protocol: Protocol,
 }
 
+/// The client socket after admission: the bytes admission read, then the
+/// socket, whose writes time out when the client stops reading.
+pub(super) type ClientIo = PrefixedIo<SendTimeout<TcpStream>>;
+
 /// The client stream and whether it speaks HTTP/2.
 enum Protocol {
     Plain {
-        io: PrefixedIo<TcpStream>,
+        io: ClientIo,
         h2: bool,
     },
     Tls {
-        io: Box<tokio_rustls::server::TlsStream<PrefixedIo<TcpStream>>>,
+        io: Box<tokio_rustls::server::TlsStream<ClientIo>>,
         h2: bool,
     },
 }
@@ -176,6 +181,7 @@ async fn admit_connection(
         guard,
         tunnels,
         upgrade: Default::default(),
+        send_timed_out: Arc::new(AtomicBool::new(false)),
     };
     Some(Box::new(Admitted {
         info,
@@ -195,6 +201,13 @@ async fn start_protocol(mut stream: TcpStream, admitted: Box<Admitted>) -> Optio
         limits,
     } = *admitted;
     let (gate, peer) = (info.gate, info.peer);
+    let send_timed_out = info.send_timed_out.clone();
+    let client_io = move |buf, stream| {
+        PrefixedIo::new(
+            buf,
+            SendTimeout::new(stream, limits.send_timeout, send_timed_out),
+        )
+    };
     let protocol = match tls {
         None => {
             let h2 = tokio::time::timeout(
@@ -205,12 +218,12 @@ async fn start_protocol(mut stream: TcpStream, admitted: Box<Admitted>) -> Optio
             // Silent or failed before the first request line: close.
             let h2 = h2.ok()?.ok()?;
             Protocol::Plain {
-                io: PrefixedIo::new(buf, stream),
+                io: client_io(buf, stream),
                 h2,
             }
         }
         Some(acceptor) => {
-            let io = PrefixedIo::new(buf, stream);
+            let io = client_io(buf, stream);
             let handshake =
                 tokio::time::timeout(limits.header_read_timeout, Box::pin(acceptor.accept(io)))
                     .await;

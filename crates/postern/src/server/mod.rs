@@ -7,4 +7,5 @@ mod connection;
 mod flushed;
 pub mod listener;
 mod protocol;
+mod stream_watch;
 pub mod tls;

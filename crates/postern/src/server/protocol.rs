@@ -19,18 +19,20 @@ use std::time::Duration;
 use http::{Request, Response};
 use hyper::body::Incoming;
 use hyper::server::conn::{http1, http2};
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
 use tokio::sync::watch;
 use tokio::time::Instant;
 
 use super::activity::Activity;
+use super::connection::ClientIo;
 use super::flushed::FlushWatch;
+use super::stream_watch::{ClockSlot, StreamExecutor};
 use crate::config::Limits;
 use crate::http::Body;
+use crate::http::send_clock::SendClock;
 use crate::net::framing::FramingWatch;
-use crate::net::prefixed::PrefixedIo;
 use crate::policy::admission::Gate;
 use crate::proxy::{self, ConnectionInfo};
 use crate::runtime::state::State;
@@ -64,9 +66,9 @@ pub(super) trait Park {
     fn socket(&self) -> Option<&TcpStream>;
 }
 
-impl Park for PrefixedIo<TcpStream> {
+impl Park for ClientIo {
     fn socket(&self) -> Option<&TcpStream> {
-        Some(self.get_ref())
+        Some(self.get_ref().get_ref())
     }
 }
 
@@ -96,11 +98,16 @@ pub(super) async fn serve_h2<I>(
     I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let (gate, peer) = (info.gate, info.peer);
+    let send_timed_out = info.send_timed_out.clone();
     let activity = Arc::new(Activity::new());
-    let service = service(state, info, activity.clone());
+    let executor = StreamExecutor {
+        slot: ClockSlot::default(),
+        limit: limits.send_timeout,
+    };
+    let service = service(state, info, activity.clone(), Some(executor.slot.clone()));
     let io = FlushWatch::new(io);
     let flushed = io.flushed();
-    let mut builder = http2::Builder::new(TokioExecutor::new());
+    let mut builder = http2::Builder::new(executor);
     builder
         .timer(TokioTimer::new())
         .max_header_list_size(limits.max_header_bytes as u32)
@@ -128,7 +135,7 @@ pub(super) async fn serve_h2<I>(
         }
     };
     if let Err(error) = result {
-        log_connection_error(gate, peer, &error);
+        log_connection_error(gate, peer, &error, &send_timed_out);
     }
 }
 
@@ -168,7 +175,7 @@ pub(super) async fn serve_h1<I>(
 {
     let (gate, peer) = (info.gate, info.peer);
     let activity = Arc::new(Activity::new());
-    let service = Arc::new(service(state, info.clone(), activity.clone()));
+    let service = Arc::new(service(state, info.clone(), activity.clone(), None));
     let mut builder = http1::Builder::new();
     builder
         .timer(TokioTimer::new())
@@ -212,7 +219,7 @@ pub(super) async fn serve_h1<I>(
             }
         };
         if let Err(error) = result {
-            log_connection_error(gate, peer, &error);
+            log_connection_error(gate, peer, &error, &info.send_timed_out);
             return;
         }
         let http1::Parts {
@@ -241,9 +248,20 @@ pub(super) async fn serve_h1<I>(
     }
 }
 
-/// Builds the request handler of one connection.
-fn service(state: Arc<State>, info: Arc<ConnectionInfo>, activity: Arc<Activity>) -> Service {
-    Box::new(move |request| {
+/// Builds the request handler of one connection. On HTTP/2, each request
+/// gets a send clock, left in `clocks` for the stream's executor.
+fn service(
+    state: Arc<State>,
+    info: Arc<ConnectionInfo>,
+    activity: Arc<Activity>,
+    clocks: Option<ClockSlot>,
+) -> Service {
+    Box::new(move |mut request| {
+        if let Some(slot) = &clocks {
+            let clock = Arc::new(SendClock::default());
+            request.extensions_mut().insert(clock.clone());
+            *slot.lock().unwrap_or_else(|e| e.into_inner()) = Some(clock);
+        }
         let in_flight = InFlight::start(activity.clone());
         let done = move || drop(in_flight);
         Box::pin(proxy::handle(state.clone(), info.clone(), request, done))
@@ -354,8 +372,19 @@ impl Watch {
 
 /// Logs why hyper closed a client connection. A request that hyper itself
 /// rejects (malformed, or a head too large: 400 or 431) never reaches the
-/// request pipeline, so this is its log line.
-fn log_connection_error(gate: Gate, peer: SocketAddr, error: &hyper::Error) {
+/// request pipeline, so this is its log line. So is a send timeout that
+/// fired after the last response body ended, with only buffered bytes left.
+fn log_connection_error(
+    gate: Gate,
+    peer: SocketAddr,
+    error: &hyper::Error,
+    send_timed_out: &AtomicBool,
+) {
+    if send_timed_out.load(Ordering::Relaxed) {
+        metrics::record_client_error(gate, "client_send_timeout");
+        tracing::info!(gate = %gate, peer = %show_addr(peer), reason = "client_send_timeout", %error, "Client connection closed: it accepted no bytes for the send timeout");
+        return;
+    }
     let kind = if error.is_parse_too_large() {
         "request_head_too_large"
     } else if error.is_parse() {

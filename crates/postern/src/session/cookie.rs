@@ -24,6 +24,8 @@ pub const MAX_CHUNKS: usize = 8;
 /// Most cookies of the session's name tried in one request, so a request
 /// full of same-named cookies costs a bounded number of decryptions.
 const MAX_CANDIDATES: usize = 4;
+/// Maximum number of paths at which conflicting session cookies are cleared.
+const MAX_CLEARED_PATHS: usize = 16;
 /// Path of the sign-in flow's cookie on the auth host.
 const FLOW_PATH: &str = "/oauth2/";
 
@@ -45,6 +47,8 @@ enum Scope {
     Cluster,
     /// The auth host's sign-in paths only (no Domain, so host-only).
     Flow,
+    /// The request's host only, at any path.
+    Host,
 }
 
 // === impl CookieCodec ===
@@ -81,16 +85,33 @@ impl CookieCodec {
     /// session's name is tried, up to [`MAX_CANDIDATES`], so that a junk
     /// cookie of that name sent first (another app can set one for the
     /// parent domain) does not hide the real one.
-    pub fn open_session(&self, headers: &HeaderMap) -> Option<String> {
+    ///
+    /// Two cookies that open to different values are a conflict, and
+    /// neither counts. An app can plant a cookie of postern's name with a
+    /// narrower Path from its page's script, holding a valid session of
+    /// another account that it obtained itself. Browsers send the cookie
+    /// with the longer path first, so taking the first valid one would
+    /// sign the person in as that account (login CSRF). oauth2-proxy's
+    /// cookie session store (`loadCookie` in pkg/sessions/cookie) takes the
+    /// first cookie of its name through Go's `Request.Cookie`. postern does
+    /// not, because a browser that only postern writes to has one session
+    /// cookie: every sign-in overwrites it at the same domain and path. Different values are a conflict even when both name the same
+    /// person, since telling would mean loading both.
+    pub fn open_session(&self, headers: &HeaderMap) -> Opened {
         let cookies = request_cookies(headers);
         let whole = cookies
             .iter()
             .filter(|(n, _)| *n == self.name)
             .take(MAX_CANDIDATES)
-            .find_map(|(_, v)| self.open(&self.name, v));
-        if whole.is_some() {
-            return whole;
-        }
+            .filter_map(|(_, v)| self.open(&self.name, v));
+        let chunked = self.join_chunks(&cookies);
+        let chunked = chunked.and_then(|joined| self.open(&self.name, &joined));
+        decide(whole.chain(chunked))
+    }
+
+    /// Joins the session's numbered chunks, each as the first cookie of its
+    /// name, or returns `None` when there is no first chunk.
+    fn join_chunks(&self, cookies: &[(&str, &str)]) -> Option<String> {
         let find = |name: &str| cookies.iter().find(|(n, _)| *n == name).map(|(_, v)| *v);
         let mut joined = String::new();
         for i in 0..MAX_CHUNKS {
@@ -99,10 +120,7 @@ impl CookieCodec {
                 None => break,
             }
         }
-        if joined.is_empty() {
-            return None;
-        }
-        self.open(&self.name, &joined)
+        (!joined.is_empty()).then_some(joined)
     }
 
     /// Seals a session into Set-Cookie values: one cookie when it fits,
@@ -170,6 +188,27 @@ impl CookieCodec {
             .attributes(&self.flow_name, &sealed, Scope::Flow)
             .max_age(seconds(max_age_secs));
         header_value(&cookie.build())
+    }
+
+    /// Builds the Set-Cookie values that clear conflicting session cookies
+    /// (see [`CookieCodec::open_session`]) sent with a request for `path`:
+    /// postern's own, and, under the cluster domain and on the request's
+    /// host alone, those at each path that covers `path`. A planted cookie
+    /// at a path that does not cover `path` is not sent with this request
+    /// and causes no conflict here.
+    pub fn clear_conflict(&self, headers: &HeaderMap, path: &str) -> Vec<HeaderValue> {
+        let mut set = self.clear_session(headers);
+        for covering in covering_paths(path).take(MAX_CLEARED_PATHS) {
+            for scope in [Scope::Cluster, Scope::Host] {
+                let mut cookie = self
+                    .attributes(&self.name, "", scope)
+                    .path(covering)
+                    .build();
+                cookie.make_removal();
+                set.push(header_value(&cookie));
+            }
+        }
+        set
     }
 
     /// Opens the sign-in flow's cookie.
@@ -293,6 +332,45 @@ impl CookieCodec {
         match scope {
             Scope::Cluster => builder.domain(self.domain.clone()).path("/"),
             Scope::Flow => builder.path(FLOW_PATH),
+            Scope::Host => builder.path("/"),
+        }
+    }
+}
+
+/// The session cookies of a request, opened.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Opened {
+    /// No session cookie opens.
+    Absent,
+    /// Every session cookie that opens contains this value.
+    One(String),
+    /// Session cookies that open contain different values (see
+    /// [`CookieCodec::open_session`]).
+    Conflict,
+}
+
+/// Decides what the opened values of a request's session cookies mean: one
+/// value however often it comes, or a conflict when two differ.
+pub fn decide(values: impl IntoIterator<Item = String>) -> Opened {
+    let mut opened = Opened::Absent;
+    for value in values {
+        match &opened {
+            Opened::Absent => opened = Opened::One(value),
+            Opened::One(first) if *first == value => {}
+            _ => return Opened::Conflict,
+        }
+    }
+    opened
+}
+
+// === impl Opened ===
+
+impl Opened {
+    /// Returns the one value, or `None` when there is none or a conflict.
+    pub fn single(self) -> Option<String> {
+        match self {
+            Opened::One(value) => Some(value),
+            Opened::Absent | Opened::Conflict => None,
         }
     }
 }
@@ -350,6 +428,21 @@ fn cookie_pairs(value: &[u8]) -> impl Iterator<Item = (&[u8], &[u8])> {
         let at = pair.iter().position(|b| *b == b'=')?;
         Some((pair[..at].trim_ascii(), pair[at + 1..].trim_ascii()))
     })
+}
+
+/// Returns the cookie paths that cover the request path `path` (RFC 6265
+/// section 5.1.4), longest first: the path itself, and each prefix that
+/// ends before or at a `/`, down to `/`.
+fn covering_paths(path: &str) -> impl Iterator<Item = &str> {
+    let cuts = path.match_indices('/').flat_map(|(at, _)| [at, at + 1]);
+    let mut paths: Vec<&str> = cuts
+        .map(|end| &path[..end])
+        .chain([path])
+        .filter(|prefix| prefix.starts_with('/'))
+        .collect();
+    paths.sort_unstable_by_key(|prefix| std::cmp::Reverse(prefix.len()));
+    paths.dedup();
+    paths.into_iter()
 }
 
 fn seconds(secs: u64) -> cookie::time::Duration {

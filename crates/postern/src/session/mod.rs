@@ -66,9 +66,13 @@ enum Backend {
     Redis(Box<redis::RedisStore>),
 }
 
-/// A session that could not be stored.
+/// A session that could not be loaded or stored.
 #[derive(Debug, thiserror::Error)]
 pub enum SessionError {
+    /// The request carries session cookies of different sessions, so it
+    /// counts as signed out (see [`CookieCodec::open_session`]).
+    #[error("the request carries two different session cookies")]
+    Conflict,
     #[error("the session is too large for its cookies ({0} bytes sealed)")]
     TooLarge(usize),
     #[error("the session could not be encoded: {0}")]
@@ -128,8 +132,10 @@ impl Sessions {
 
     /// Returns the session the request's cookies carry, if any and valid.
     pub async fn load(&self, headers: &HeaderMap) -> Result<Option<Session>, SessionError> {
-        let Some(sealed) = self.codec.open_session(headers) else {
-            return Ok(None);
+        let sealed = match self.codec.open_session(headers) {
+            cookie::Opened::One(sealed) => sealed,
+            cookie::Opened::Absent => return Ok(None),
+            cookie::Opened::Conflict => return Err(SessionError::Conflict),
         };
         let text = match &self.backend {
             Backend::Cookie => sealed,
@@ -164,7 +170,7 @@ impl Sessions {
                 // (session fixation) never carries the signed-in session.
                 let id = redis::new_id();
                 store.set(&id, text.as_bytes(), max_age).await?;
-                if let Some(old) = self.codec.open_session(headers)
+                if let Some(old) = self.codec.open_session(headers).single()
                     && let Some(old) = redis_id(&old)
                 {
                     store.delete(old).await?;
@@ -190,7 +196,7 @@ impl Sessions {
         let Backend::Redis(store) = &self.backend else {
             return self.save(headers, session).await;
         };
-        let Some(sealed) = self.codec.open_session(headers) else {
+        let Some(sealed) = self.codec.open_session(headers).single() else {
             return Ok(Vec::new());
         };
         let Some(id) = redis_id(&sealed) else {
@@ -207,7 +213,7 @@ impl Sessions {
     /// clear it.
     pub async fn end(&self, headers: &HeaderMap) -> Vec<HeaderValue> {
         if let Backend::Redis(store) = &self.backend
-            && let Some(sealed) = self.codec.open_session(headers)
+            && let Some(sealed) = self.codec.open_session(headers).single()
             && let Some(id) = redis_id(&sealed)
         {
             // The store logs the failure. The browser's cookies are cleared

@@ -317,3 +317,43 @@ fn apps_cannot_set_posterns_cookies() {
         ]
     );
 }
+
+#[test]
+fn decide_one_value_or_conflict() {
+    let one = |v: &str| v.to_owned();
+
+    assert_eq!(cookie::decide([]), cookie::Opened::Absent);
+    assert_eq!(cookie::decide([one("a")]), cookie::Opened::One(one("a")));
+    assert_eq!(
+        cookie::decide([one("a"), one("a")]),
+        cookie::Opened::One(one("a"))
+    );
+    assert_eq!(
+        cookie::decide([one("a"), one("b")]),
+        cookie::Opened::Conflict
+    );
+    assert_eq!(
+        cookie::decide([one("a"), one("a"), one("b")]),
+        cookie::Opened::Conflict
+    );
+}
+
+#[test]
+fn two_valid_sessions_conflict() {
+    let sessions = Sessions::new(&config(&[KEY_A])).unwrap();
+    let alice = block(sessions.save(&HeaderMap::new(), &session(0))).unwrap();
+    let mut other = session(0);
+    other.user = "mallory".to_owned();
+    let mallory = block(sessions.save(&HeaderMap::new(), &other)).unwrap();
+    let pair = |set: &[HeaderValue]| {
+        let header = cookie_header(set);
+        header[COOKIE].to_str().unwrap().to_owned()
+    };
+    let mut headers = HeaderMap::new();
+    let both = format!("{}; {}", pair(&mallory), pair(&alice));
+    headers.insert(COOKIE, HeaderValue::from_str(&both).unwrap());
+
+    let loaded = block(sessions.load(&headers));
+
+    assert!(matches!(loaded, Err(SessionError::Conflict)), "{loaded:?}");
+}

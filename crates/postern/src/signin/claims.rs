@@ -29,7 +29,7 @@ pub fn map_claims(config: &ProviderConfig, id_token: &str) -> Result<Grant, Stri
         })?;
     // An address the provider marks as not verified is not used, because
     // per-app rules may admit people by email domain.
-    let verified = claims.get("email_verified").and_then(|v| v.as_bool()) != Some(false);
+    let verified = email_verified(claims.get("email_verified"))?;
     let email = text(&config.email_claim).filter(|_| verified);
     let groups = match claims.get(&config.groups_claim) {
         Some(serde_json::Value::Array(items)) => items
@@ -49,6 +49,23 @@ pub fn map_claims(config: &ProviderConfig, id_token: &str) -> Result<Grant, Stri
         access_expires_at: None,
         id_token: Some(id_token.to_owned()),
     })
+}
+
+/// Reads the `email_verified` claim: a boolean, or the string "true" or
+/// "false", which several providers send. A token without the claim, or
+/// with null (as openidconnect reads it), does not mark its address as
+/// unverified. Any other value is an error, so
+/// that no spelling of "no" is read as verified.
+fn email_verified(value: Option<&serde_json::Value>) -> Result<bool, String> {
+    match value {
+        None | Some(serde_json::Value::Null) => Ok(true),
+        Some(serde_json::Value::Bool(verified)) => Ok(*verified),
+        Some(serde_json::Value::String(text)) if text == "true" => Ok(true),
+        Some(serde_json::Value::String(text)) if text == "false" => Ok(false),
+        Some(other) => Err(format!(
+            "the ID token's email_verified claim is {other}; expected true or false"
+        )),
+    }
 }
 
 /// Decodes the claims of a JWT whose signature was already verified.
@@ -139,5 +156,36 @@ mod tests {
             );
         }
         assert!(map_claims(&config(), "not-a-jwt").is_err());
+    }
+
+    #[test]
+    fn email_verified_accepts_booleans_and_their_strings() {
+        let cases = [
+            (None, Ok(true)),
+            (Some(json!(null)), Ok(true)),
+            (Some(json!(true)), Ok(true)),
+            (Some(json!(false)), Ok(false)),
+            (Some(json!("true")), Ok(true)),
+            (Some(json!("false")), Ok(false)),
+        ];
+        for (value, expected) in cases {
+            assert_eq!(email_verified(value.as_ref()), expected, "{value:?}");
+        }
+        for odd in [json!("yes"), json!("False"), json!(1)] {
+            let error = email_verified(Some(&odd)).unwrap_err();
+            assert!(error.contains("email_verified"), "{error}");
+        }
+    }
+
+    #[test]
+    fn string_false_email_verified_drops_the_email() {
+        let claims = json!({
+            "sub": "m", "preferred_username": "mallory",
+            "email": "mallory@example.com", "email_verified": "false",
+        });
+
+        let grant = map_claims(&config(), &token(claims)).unwrap();
+
+        assert_eq!(grant.email, None);
     }
 }

@@ -58,6 +58,8 @@ pub enum SessionCredential {
     },
     /// No valid session; Set-Cookie values that clear one that ended.
     None { clear: Vec<HeaderValue> },
+    /// Session cookies of two different sessions, so neither counts.
+    Conflict,
     /// The session store cannot be reached, so the request gets 503.
     Unavailable,
 }
@@ -77,6 +79,13 @@ pub async fn session(
         Ok(Some(session)) => session,
         Ok(None) => return none,
         Err(SessionError::Unavailable(_)) => return SessionCredential::Unavailable,
+        Err(SessionError::Conflict) => {
+            tracing::info!(
+                reason = "session_cookie_conflict",
+                "The request carries two different session cookies; it counts as signed out"
+            );
+            return SessionCredential::Conflict;
+        }
         Err(_) => return none,
     };
     let valid = |session: &Session, set_cookies, refresh| SessionCredential::Valid {

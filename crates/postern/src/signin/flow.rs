@@ -194,6 +194,12 @@ async fn finish_callback(
                     "The sign-in provider cannot be reached, so the sign-in could not be \
                      finished. Try again in a moment.",
                 ),
+                ProviderError::Invalid(_) => (
+                    "provider_response_invalid",
+                    StatusCode::BAD_GATEWAY,
+                    "The sign-in provider sent an answer that postern cannot accept, so the \
+                     sign-in could not be finished. postern's log names the problem.",
+                ),
                 ProviderError::TimedOut(_) => (
                     "provider_timeout",
                     StatusCode::GATEWAY_TIMEOUT,

@@ -54,6 +54,11 @@ pub enum ProviderError {
     /// The provider did not answer in time.
     #[error("{0}")]
     TimedOut(String),
+    /// The provider sent a JSON token response that postern cannot accept,
+    /// such as an ID token whose `email_verified` is neither a boolean nor
+    /// "true" or "false". A retry gets the same response.
+    #[error("{0}")]
+    Invalid(String),
 }
 
 /// A configured provider and what postern learned from it.
@@ -358,7 +363,7 @@ impl ProviderError {
     /// Checks whether the provider may answer later: it was unreachable or
     /// slow, rather than refusing.
     pub fn is_transient(&self) -> bool {
-        !matches!(self, ProviderError::Refused(_))
+        !matches!(self, ProviderError::Refused(_) | ProviderError::Invalid(_))
     }
 }
 
@@ -367,8 +372,9 @@ fn refused(message: String) -> ProviderError {
 }
 
 /// Classifies a failed token request. An OAuth error response is a
-/// refusal. Anything else is not: no connection, no response in time, or
-/// a response that is no token response, such as a proxy's error page.
+/// refusal, and a token response (a JSON object with `access_token`) that
+/// does not parse is invalid. Anything else is transient: no connection,
+/// no response in time, or another body, such as a proxy's error page.
 fn token_error<RE, T>(what: &str, error: &RequestTokenError<RE, T>) -> ProviderError
 where
     RE: std::error::Error + 'static,
@@ -377,8 +383,16 @@ where
     let message = format!("{what}: {}", error_chain(error));
     match error {
         RequestTokenError::ServerResponse(_) => ProviderError::Refused(message),
+        RequestTokenError::Parse(_, body) if is_token_response(body) => {
+            ProviderError::Invalid(message)
+        }
         _ => transport_error(message, error),
     }
+}
+
+fn is_token_response(body: &[u8]) -> bool {
+    serde_json::from_slice::<serde_json::Map<String, serde_json::Value>>(body)
+        .is_ok_and(|object| object.contains_key("access_token"))
 }
 
 /// Returns [`ProviderError::TimedOut`] when a timeout is among the

@@ -38,6 +38,7 @@ pub const REASONS: &[&str] = &[
     "jwt_issued_in_future",
     "jwt_identity_claim_invalid",
     "session_store_unavailable",
+    "session_cookie_conflict",
     "access_rule",
     // The upstream and the streamed bodies.
     "upstream_connect_failed",
@@ -50,6 +51,7 @@ pub const REASONS: &[&str] = &[
     "client_body_invalid",
     "client_body_timeout",
     "client_closed",
+    "client_send_timeout",
     "gateway_shutdown",
     // The auth host: pages, the login form and sign-out.
     "auth_index",
@@ -74,6 +76,7 @@ pub const REASONS: &[&str] = &[
     "sign_in_state_mismatch",
     "sign_in_failed",
     "provider_timeout",
+    "provider_response_invalid",
     "session_too_large",
     "signed_in",
     // The auth host: postern's issuer and token endpoint.

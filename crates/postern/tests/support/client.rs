@@ -281,6 +281,8 @@ pub const H2_GOAWAY: u8 = 0x7;
 
 /// The frame type of an HTTP/2 DATA frame (RFC 9113 section 6.1).
 pub const H2_DATA: u8 = 0x0;
+/// The frame type of an HTTP/2 RST_STREAM (RFC 9113 section 6.4).
+pub const H2_RST_STREAM: u8 = 0x3;
 
 /// One HTTP/2 frame as read from the wire.
 #[derive(Debug)]

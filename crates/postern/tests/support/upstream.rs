@@ -468,3 +468,45 @@ pub async fn start_websocket_echo() -> SocketAddr {
     });
     addr
 }
+
+/// Starts an app that responds to each request with a chunked body that
+/// never ends, written as fast as the gateway takes it. Returns its address
+/// and its count of open connections, which drops when the gateway lets a
+/// connection go.
+pub async fn start_endless() -> (SocketAddr, Arc<AtomicUsize>) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let open = Arc::new(AtomicUsize::new(0));
+    let counter = open.clone();
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            counter.fetch_add(1, Ordering::SeqCst);
+            let counter = counter.clone();
+            tokio::spawn(async move {
+                stream_forever(stream).await;
+                counter.fetch_sub(1, Ordering::SeqCst);
+            });
+        }
+    });
+    (addr, open)
+}
+
+/// Reads one request head, then writes 16 KiB chunks until a write fails.
+async fn stream_forever(mut stream: TcpStream) {
+    let mut head = Vec::new();
+    let mut buf = [0u8; 4096];
+    while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+        match stream.read(&mut buf).await {
+            Ok(n @ 1..) => head.extend_from_slice(&buf[..n]),
+            _ => return,
+        }
+    }
+    let start = b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n";
+    if stream.write_all(start).await.is_err() {
+        return;
+    }
+    let mut chunk = b"4000\r\n".to_vec();
+    chunk.extend_from_slice(&[b'x'; 0x4000]);
+    chunk.extend_from_slice(b"\r\n");
+    while stream.write_all(&chunk).await.is_ok() {}
+}

@@ -180,6 +180,7 @@ gateways:
 limits:
   max_connections: 100
   header_read_timeout: 2s
+  send_timeout: 90s
 app_config:
   web:
     enabled: true
@@ -190,6 +191,7 @@ app_config:
     assert_eq!(config.cluster.hostname, "example.test");
     assert_eq!(config.limits.max_connections, 100);
     assert_eq!(config.limits.header_read_timeout, Duration::from_secs(2));
+    assert_eq!(config.limits.send_timeout, Duration::from_secs(90));
     let web = &config.apps["web"];
     assert_eq!(
         web.upstream.as_ref().unwrap().authority.as_str(),
