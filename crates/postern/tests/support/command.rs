@@ -29,7 +29,13 @@ pub fn postern_with_input(args: &[&str], input: Option<&[u8]>) -> Output {
     if let Some(input) = input {
         use std::io::Write;
         let mut stdin = child.stdin.take().expect("stdin is piped");
-        stdin.write_all(input).expect("writing to postern's stdin");
+        // postern may exit before it reads its input, for example on an
+        // invalid argument: the pipe is then closed, and the exit status and
+        // output below tell what happened.
+        match stdin.write_all(input) {
+            Err(error) if error.kind() == std::io::ErrorKind::BrokenPipe => {}
+            written => written.expect("writing to postern's stdin"),
+        }
         // Dropping stdin closes the pipe, so postern sees the end.
     }
     // Read both pipes on threads, so a full pipe cannot stall the process.
