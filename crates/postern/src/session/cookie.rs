@@ -21,8 +21,9 @@ const MAX_COOKIE_BYTES: usize = 4000;
 /// Most chunks one session may take. Past it the session is refused rather
 /// than making every request's Cookie header huge.
 pub const MAX_CHUNKS: usize = 8;
-/// Most cookies of the session's name tried in one request, so a request
-/// full of same-named cookies costs a bounded number of decryptions.
+/// Most cookies of the session's name opened in one request, so a request
+/// full of same-named cookies costs a bounded number of decryptions. A
+/// request with more has no session (see [`CookieCodec::open_session`]).
 const MAX_CANDIDATES: usize = 4;
 /// Maximum number of paths at which conflicting session cookies are cleared.
 const MAX_CLEARED_PATHS: usize = 16;
@@ -82,9 +83,12 @@ impl CookieCodec {
     }
 
     /// Opens the session cookie, rejoining chunks. Every cookie of the
-    /// session's name is tried, up to [`MAX_CANDIDATES`], so that a junk
-    /// cookie of that name sent first (another app can set one for the
-    /// parent domain) does not hide the real one.
+    /// session's name is tried, so that a junk cookie of that name sent
+    /// first (another app can set one for the parent domain) does not hide
+    /// the real one. A request with more than [`MAX_CANDIDATES`] of them, or
+    /// with two cookies of one chunk's name, is a conflict: otherwise
+    /// cookies planted first could push the real one out of the cookies
+    /// that are opened.
     ///
     /// Two cookies that open to different values are a conflict, and
     /// neither counts. An app can plant a cookie of postern's name with a
@@ -95,32 +99,44 @@ impl CookieCodec {
     /// cookie session store (`loadCookie` in pkg/sessions/cookie) takes the
     /// first cookie of its name through Go's `Request.Cookie`. postern does
     /// not, because a browser that only postern writes to has one session
-    /// cookie: every sign-in overwrites it at the same domain and path. Different values are a conflict even when both name the same
-    /// person, since telling would mean loading both.
+    /// cookie: every sign-in overwrites it at the same domain and path.
+    /// Different values are a conflict even when both name the same person,
+    /// since telling would mean loading both.
     pub fn open_session(&self, headers: &HeaderMap) -> Opened {
         let cookies = request_cookies(headers);
-        let whole = cookies
+        let whole: Vec<&str> = cookies
             .iter()
             .filter(|(n, _)| *n == self.name)
-            .take(MAX_CANDIDATES)
-            .filter_map(|(_, v)| self.open(&self.name, v));
-        let chunked = self.join_chunks(&cookies);
+            .map(|(_, v)| *v)
+            .collect();
+        if whole.len() > MAX_CANDIDATES {
+            return Opened::Conflict;
+        }
+        let Ok(chunked) = self.join_chunks(&cookies) else {
+            return Opened::Conflict;
+        };
+        let whole = whole.into_iter().filter_map(|v| self.open(&self.name, v));
         let chunked = chunked.and_then(|joined| self.open(&self.name, &joined));
         decide(whole.chain(chunked))
     }
 
-    /// Joins the session's numbered chunks, each as the first cookie of its
-    /// name, or returns `None` when there is no first chunk.
-    fn join_chunks(&self, cookies: &[(&str, &str)]) -> Option<String> {
-        let find = |name: &str| cookies.iter().find(|(n, _)| *n == name).map(|(_, v)| *v);
+    /// Joins the session's numbered chunks, or returns `None` when there is
+    /// no first chunk. A chunk's name sent twice is an error, because nothing
+    /// shows which of the two belongs to the session.
+    fn join_chunks(&self, cookies: &[(&str, &str)]) -> Result<Option<String>, DuplicateChunk> {
         let mut joined = String::new();
         for i in 0..MAX_CHUNKS {
-            match find(&self.chunk_name(i)) {
-                Some(part) => joined.push_str(part),
-                None => break,
+            let name = self.chunk_name(i);
+            let mut parts = cookies.iter().filter(|(n, _)| *n == name);
+            let Some((_, part)) = parts.next() else {
+                break;
+            };
+            if parts.next().is_some() {
+                return Err(DuplicateChunk);
             }
+            joined.push_str(part);
         }
-        (!joined.is_empty()).then_some(joined)
+        Ok((!joined.is_empty()).then_some(joined))
     }
 
     /// Seals a session into Set-Cookie values: one cookie when it fits,
@@ -337,6 +353,9 @@ impl CookieCodec {
     }
 }
 
+/// Two cookies of one chunk's name in a request.
+struct DuplicateChunk;
+
 /// The session cookies of a request, opened.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Opened {
@@ -432,8 +451,14 @@ fn cookie_pairs(value: &[u8]) -> impl Iterator<Item = (&[u8], &[u8])> {
 
 /// Returns the cookie paths that cover the request path `path` (RFC 6265
 /// section 5.1.4), longest first: the path itself, and each prefix that
-/// ends before or at a `/`, down to `/`.
+/// ends before or at a `/`, down to `/`. The path is cut at its first `;`,
+/// space or control character: a cookie's Path attribute cannot hold one,
+/// and one written into a Set-Cookie would add attributes of its own.
 fn covering_paths(path: &str) -> impl Iterator<Item = &str> {
+    let end = path
+        .find(|c: char| c == ';' || c.is_ascii_whitespace() || c.is_ascii_control())
+        .unwrap_or(path.len());
+    let path = &path[..end];
     let cuts = path.match_indices('/').flat_map(|(at, _)| [at, at + 1]);
     let mut paths: Vec<&str> = cuts
         .map(|end| &path[..end])
@@ -453,4 +478,23 @@ fn seconds(secs: u64) -> cookie::time::Duration {
 /// config and sealed values are base64, so the value is always valid.
 fn header_value(cookie: &Cookie<'_>) -> HeaderValue {
     HeaderValue::from_str(&cookie.to_string()).unwrap_or(HeaderValue::from_static(""))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::covering_paths;
+
+    #[test]
+    fn covering_paths_longest_first() {
+        let paths: Vec<&str> = covering_paths("/a/b").collect();
+        assert_eq!(paths, ["/a/b", "/a/", "/a", "/"]);
+    }
+
+    #[test]
+    fn covering_paths_cut_at_semicolon() {
+        let paths: Vec<&str> = covering_paths("/x;Domain=evil.test;Max-Age=999/y").collect();
+        assert_eq!(paths, ["/x", "/"]);
+        let paths: Vec<&str> = covering_paths("/a b/c").collect();
+        assert_eq!(paths, ["/a", "/"]);
+    }
 }

@@ -58,6 +58,12 @@ fn cookie_header(set: &[HeaderValue]) -> HeaderMap {
     headers
 }
 
+/// Returns the Cookie header text that a browser sends for `set`.
+fn cookie_text(set: &[HeaderValue]) -> String {
+    let headers = cookie_header(set);
+    headers.get(COOKIE).unwrap().to_str().unwrap().to_owned()
+}
+
 fn block<T>(f: impl std::future::Future<Output = T>) -> T {
     tokio_test::block_on(f)
 }
@@ -277,10 +283,44 @@ fn junk_session_cookies_ahead_of_the_real_one_do_not_hide_it() {
     );
     assert_eq!(block(sessions.load(&headers)).unwrap(), Some(session(2)));
 
-    // Past the bound, the real cookie is not tried.
+    // Past the bound, the request has no session: cookies planted first
+    // must not push the real one out of those that are opened.
     let many = "_postern=junk; ".repeat(4);
     let headers = with_raw_cookies(cookie_header(&set), many.as_bytes(), b"");
-    assert_eq!(block(sessions.load(&headers)).unwrap(), None);
+    let loaded = block(sessions.load(&headers));
+    assert!(matches!(loaded, Err(SessionError::Conflict)), "{loaded:?}");
+}
+
+#[test]
+fn planted_sessions_past_bound_conflict() {
+    let sessions = Sessions::new(&config(&[KEY_A])).unwrap();
+    let real = block(sessions.save(&HeaderMap::new(), &session(2))).unwrap();
+    let mut other = session(2);
+    other.user = "mallory".to_owned();
+    let planted = block(sessions.save(&HeaderMap::new(), &other)).unwrap();
+    let planted = cookie_text(&planted);
+    let four = format!("{planted}; ").repeat(4);
+    let headers = with_raw_cookies(cookie_header(&real), four.as_bytes(), b"");
+
+    let loaded = block(sessions.load(&headers));
+    assert!(matches!(loaded, Err(SessionError::Conflict)), "{loaded:?}");
+}
+
+#[test]
+fn duplicate_chunk_names_conflict() {
+    let sessions = Sessions::new(&config(&[KEY_A])).unwrap();
+    let real = block(sessions.save(&HeaderMap::new(), &session(400))).unwrap();
+    assert!(cookie_text(&real).contains("_postern_1="));
+    let mut other = session(2);
+    other.user = "mallory".to_owned();
+    let planted = block(sessions.save(&HeaderMap::new(), &other)).unwrap();
+    // The planted whole value sent as the first chunk, before the real ones.
+    let planted = cookie_text(&planted).replacen("_postern=", "_postern_0=", 1);
+    let before = format!("{planted}; _postern_1=; ");
+    let headers = with_raw_cookies(cookie_header(&real), before.as_bytes(), b"");
+
+    let loaded = block(sessions.load(&headers));
+    assert!(matches!(loaded, Err(SessionError::Conflict)), "{loaded:?}");
 }
 
 #[test]
