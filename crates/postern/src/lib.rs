@@ -28,6 +28,7 @@
 pub mod auth;
 pub mod cli;
 pub mod config;
+pub mod deadline;
 pub mod explain;
 pub mod http;
 pub mod identity;

@@ -631,6 +631,51 @@ app_config:
 }
 
 #[test]
+fn check_rejects_absurd_durations() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("vars.yaml");
+    let vars = "\
+cluster:
+  hostname: example.test
+  region: us-east-1
+gateways:
+  public:
+    listen: 127.0.0.1:28080
+limits:
+  send_timeout: 300000000000y
+  client_idle_timeout: 1y
+app_config:
+  web:
+    enabled: true
+    upstream: http://127.0.0.1:28101
+    timeouts:
+      body_idle: 2y
+";
+    std::fs::write(&path, vars).unwrap();
+
+    let output = postern(&["check", path.to_str().unwrap()]);
+
+    assert_eq!(output.status.code(), Some(1));
+    let stderr = text(&output.stderr);
+    let expected = [
+        (
+            8,
+            17,
+            "limits.send_timeout",
+            "send_timeout 300000000000y is too long; the maximum is 1year",
+        ),
+        (
+            15,
+            18,
+            "app_config.web.timeouts.body_idle",
+            "body_idle 2y is too long; the maximum is 1year",
+        ),
+    ];
+    assert_problems(&stderr, &path, &expected);
+    assert!(stderr.ends_with("\n2 problems found\n"), "{stderr}");
+}
+
+#[test]
 fn check_yaml_hints() {
     let dir = tempfile::tempdir().unwrap();
     let tabbed = dir.path().join("tabbed.yaml");

@@ -9,6 +9,11 @@ use std::time::Duration;
 
 use super::tree::{self, Key, Node, Value};
 
+/// The maximum duration any key accepts: one year of 365.25 days, which
+/// humantime writes as `1year`. No limit, timeout or interval needs more,
+/// and `now` plus an absurd duration does not fit in an `Instant`.
+pub const MAX_DURATION: Duration = Duration::from_secs(31_557_600);
+
 /// One thing wrong with a config file, at the place it was written.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Problem {
@@ -363,6 +368,17 @@ impl Decoder {
         }
         let text = self.string(at)?;
         match humantime::parse_duration(&text) {
+            Ok(d) if d > MAX_DURATION => {
+                let key = at.path.rsplit('.').next().unwrap_or(at.path);
+                self.report(
+                    at,
+                    format!(
+                        "{key} {text} is too long; the maximum is {}",
+                        humantime::format_duration(MAX_DURATION)
+                    ),
+                );
+                None
+            }
             Ok(d) => Some(d),
             Err(_) => {
                 self.report(

@@ -83,7 +83,7 @@ fn restart_on_wait<'t>(
 ) -> &'t mut Pin<Box<Sleep>> {
     if !*waiting || timer.is_none() {
         *waiting = true;
-        let deadline = Instant::now() + idle;
+        let deadline = crate::deadline::after(Instant::now(), idle);
         match timer {
             Some(timer) => timer.as_mut().reset(deadline),
             None => *timer = Some(Box::pin(tokio::time::sleep_until(deadline))),

@@ -78,7 +78,7 @@ impl<S> SendTimeout<S> {
         }
         if !self.waiting {
             self.waiting = true;
-            let deadline = Instant::now() + self.limit;
+            let deadline = crate::deadline::after(Instant::now(), self.limit);
             match &mut self.timer {
                 Some(timer) => timer.as_mut().reset(deadline),
                 None => self.timer = Some(Box::pin(tokio::time::sleep_until(deadline))),

@@ -461,7 +461,9 @@ impl Exchange {
         }
 
         let idle = timeouts.map(|t| t.body_idle);
-        let deadline = timeouts.and_then(|t| t.total).map(|total| started + total);
+        let deadline = timeouts
+            .and_then(|t| t.total)
+            .map(|total| crate::deadline::after(started, total));
         let http2 = record.protocol == protocol(http::Version::HTTP_2);
         let clock = sending.clock.clone();
         forward::log_on_end(

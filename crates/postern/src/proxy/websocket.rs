@@ -75,7 +75,7 @@ pub(super) fn tunnel(
                     }
                     break;
                 }
-                _ = tokio::time::sleep_until(activity.last() + idle) => {
+                _ = tokio::time::sleep_until(crate::deadline::after(activity.last(), idle)) => {
                     if activity.last().elapsed() >= idle {
                         tracing::info!(%request_id, ?idle, "WebSocket tunnel closed after the app's body idle timeout");
                         break;

@@ -66,10 +66,10 @@ impl Activity {
 
     pub fn idle_deadline(&self, limit: Duration) -> Instant {
         let since = *self.idle_since.lock().unwrap_or_else(|e| e.into_inner());
-        let deadline = since + limit;
+        let deadline = crate::deadline::after(since, limit);
         // While requests are in flight, look again after one full period.
         if self.in_flight() > 0 {
-            Instant::now() + limit
+            crate::deadline::after(Instant::now(), limit)
         } else {
             deadline
         }

@@ -76,7 +76,7 @@ impl<F: Future<Output = ()>> Future for Watched<F> {
             return Poll::Pending;
         };
 
-        let deadline = since + this.limit;
+        let deadline = crate::deadline::after(since, this.limit);
         let timer = match &mut this.timer {
             Some(timer) => {
                 if timer.deadline() != deadline {
