@@ -539,9 +539,13 @@ async fn send_timeout_resets_h2_stream_with_closed_window() {
         &[("proxy-authorization", &authorization)],
     ));
 
-    let (mut stream, line, _gateway) = unread_response(&hello, "/h2-window-closed").await;
+    let (mut stream, line, gateway) = unread_response(&hello, "/h2-window-closed").await;
 
     assert_eq!(line["protocol"], "HTTP/2", "{line}");
+    let kind = [("gate", "public"), ("kind", "client_send_timeout")];
+    gateway
+        .wait_for_metric("postern_client_errors_total", &kind, 1.0)
+        .await;
     let (frames, closed) = read_h2_frames_unanswered(&mut stream, Duration::from_millis(500)).await;
     assert!(!closed, "the connection closed; only the stream should end");
     let reset = frames

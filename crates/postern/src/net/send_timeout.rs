@@ -5,8 +5,11 @@
 //! socket's send buffer, and then every write waits. Without a limit the
 //! connection, and the app connection whose response it waits to send,
 //! would stay open for ever. The timer runs only while a write or flush
-//! waits, and restarts with every byte the socket accepts, so a slow reader
-//! that keeps reading is never cut.
+//! waits, and restarts when the socket accepts bytes again.
+// NOTE: Linux reports a socket writable only once about half of its send
+// buffer is free, so a reader slower than half the buffer per period is cut
+// while it still reads, as with nginx. Measuring progress by the unsent
+// byte count (SIOCOUTQ) would spare it, but needs unsafe code.
 
 use std::future::Future;
 use std::io;

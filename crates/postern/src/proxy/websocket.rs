@@ -43,6 +43,7 @@ pub(super) fn tunnel(
     let client = conn.upgrade.expect();
     let upstream_upgrade = hyper::upgrade::on(&mut upstream);
     let request_id = record.request_id.clone();
+    let gate = conn.gate;
     let idle = route.timeouts.body_idle;
     // The tunnel keeps the client connection's slot until it ends.
     let guard = conn.guard.clone();
@@ -70,7 +71,10 @@ pub(super) fn tunnel(
                 result = &mut copy => {
                     match result {
                         Ok((sent, received)) => tracing::debug!(%request_id, sent, received, "WebSocket tunnel closed"),
-                        Err(error) if is_send_timeout(&error) => tracing::info!(%request_id, reason = "client_send_timeout", "WebSocket tunnel closed: the client accepted no bytes for the send timeout"),
+                        Err(error) if is_send_timeout(&error) => {
+                            crate::telemetry::metrics::record_client_error(gate, "client_send_timeout");
+                            tracing::info!(%request_id, reason = "client_send_timeout", "WebSocket tunnel closed: the client accepted no bytes for the send timeout");
+                        }
                         Err(error) => tracing::debug!(%request_id, %error, "WebSocket tunnel ended"),
                     }
                     break;

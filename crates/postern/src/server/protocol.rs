@@ -103,6 +103,7 @@ pub(super) async fn serve_h2<I>(
     let executor = StreamExecutor {
         slot: ClockSlot::default(),
         limit: limits.send_timeout,
+        gate: info.gate,
     };
     let service = service(state, info, activity.clone(), Some(executor.slot.clone()));
     let io = FlushWatch::new(io);

@@ -17,6 +17,8 @@ use std::time::Duration;
 use tokio::time::Sleep;
 
 use crate::http::send_clock::SendClock;
+use crate::policy::admission::Gate;
+use crate::telemetry::metrics;
 
 /// The clock of the stream whose service was called last, until the
 /// executor takes it.
@@ -27,6 +29,7 @@ pub(super) type ClockSlot = Arc<Mutex<Option<Arc<SendClock>>>>;
 pub(super) struct StreamExecutor {
     pub slot: ClockSlot,
     pub limit: Duration,
+    pub gate: Gate,
 }
 
 /// A stream future that ends early, dropping the stream, once its clock
@@ -35,6 +38,7 @@ struct Watched<F> {
     stream: Pin<Box<F>>,
     clock: Option<Arc<SendClock>>,
     limit: Duration,
+    gate: Gate,
     /// Made when the stream first waits for its client.
     timer: Option<Pin<Box<Sleep>>>,
 }
@@ -51,6 +55,7 @@ where
             stream: Box::pin(stream),
             clock,
             limit: self.limit,
+            gate: self.gate,
             timer: None,
         });
     }
@@ -93,6 +98,7 @@ impl<F: Future<Output = ()>> Future for Watched<F> {
         }
 
         clock.mark_timed_out();
+        metrics::record_client_error(this.gate, "client_send_timeout");
         // Returning drops the stream, which h2 resets with CANCEL.
         Poll::Ready(())
     }
