@@ -71,8 +71,16 @@ pub struct ResponseBody<B, F: FnOnce(u64, BodyEnd)> {
     /// The HTTP/2 stream's send clock, which learns when the body waits
     /// for its client.
     clock: Option<Arc<SendClock>>,
+    /// The remainder of an app's data frame that was split into pieces.
+    rest: Option<Bytes>,
     on_end: Option<F>,
 }
+
+/// Largest data frame handed to hyper for a stream with a send clock. The
+/// clock restarts only when hyper polls for the next frame, which it does
+/// once h2 has sent the last, so a client must take one frame within each
+/// `send_timeout`. Frames of an app can be hundreds of KB.
+const PIECE: usize = 16 * 1024;
 
 /// Starts the idle clock at the first poll of a wait (when `waiting` turns
 /// true), making the timer on first use, and returns the timer.
@@ -181,6 +189,7 @@ impl<B: HttpBody, F: FnOnce(u64, BodyEnd)> ResponseBody<B, F> {
             waiting: false,
             bytes: 0,
             clock,
+            rest: None,
             on_end: Some(on_end),
         }
     }
@@ -191,6 +200,17 @@ impl<B, F: FnOnce(u64, BodyEnd)> ResponseBody<B, F> {
         if let Some(on_end) = self.on_end.take() {
             on_end(self.bytes, end);
         }
+    }
+
+    /// Takes the first [`PIECE`] bytes of `data` when the body has a send
+    /// clock, and keeps the rest for the next polls.
+    fn piece_of(&mut self, mut data: Bytes) -> Bytes {
+        if self.clock.is_none() || data.len() <= PIECE {
+            return data;
+        }
+        let piece = data.split_to(PIECE);
+        self.rest = Some(data);
+        piece
     }
 }
 
@@ -211,8 +231,16 @@ where
         if let Some(clock) = &this.clock {
             clock.polled();
         }
-        match Pin::new(&mut this.inner).poll_frame(cx) {
+        let polled = match this.rest.take() {
+            Some(rest) => Poll::Ready(Some(Ok(Frame::data(rest)))),
+            None => Pin::new(&mut this.inner).poll_frame(cx),
+        };
+        match polled {
             Poll::Ready(Some(Ok(frame))) => {
+                let frame = match frame.into_data() {
+                    Ok(data) => Frame::data(this.piece_of(data)),
+                    Err(frame) => frame,
+                };
                 if let Some(data) = frame.data_ref() {
                     this.bytes += data.len() as u64;
                 }
@@ -220,7 +248,8 @@ where
                 // hyper may drop a body without polling past its last frame
                 // once `is_end_stream` is true, and always after trailers,
                 // which come last.
-                if frame.is_trailers() || (this.inner.is_end_stream() && !this.hold_end) {
+                let last = this.rest.is_none() && this.inner.is_end_stream();
+                if frame.is_trailers() || (last && !this.hold_end) {
                     this.finish(BodyEnd::Complete);
                 } else if let Some(clock) = &this.clock {
                     clock.frame_sent();
@@ -271,7 +300,7 @@ where
         if self.hold_end {
             return self.on_end.is_none();
         }
-        self.inner.is_end_stream()
+        self.rest.is_none() && self.inner.is_end_stream()
     }
 
     fn size_hint(&self) -> SizeHint {
@@ -329,6 +358,33 @@ mod tests {
         let trailers = Frame::trailers(http::HeaderMap::new());
 
         assert_eq!(end_after(trailers).await, Some((3, BodyEnd::Complete)));
+    }
+
+    #[tokio::test]
+    async fn clocked_body_split_into_pieces() {
+        let frames: Vec<Result<Frame<Bytes>, BoxError>> =
+            vec![Ok(Frame::data(Bytes::from(vec![7u8; 40_000])))];
+        let ended = Arc::new(Mutex::new(None));
+        let seen = ended.clone();
+        let clock = Arc::new(SendClock::default());
+        let body = ResponseBody::new(
+            StreamBody::new(futures_util::stream::iter(frames)),
+            None,
+            None,
+            true,
+            Some(clock.clone()),
+            move |bytes, end| *seen.lock().unwrap() = Some((bytes, end)),
+        );
+        let mut body = std::pin::pin!(body);
+
+        let mut sizes = Vec::new();
+        while let Some(frame) = body.frame().await {
+            sizes.push(frame.unwrap().into_data().unwrap().len());
+            assert!(clock.waiting_since().is_some(), "a piece went out");
+        }
+
+        assert_eq!(sizes, [PIECE, PIECE, 40_000 - 2 * PIECE]);
+        assert_eq!(*ended.lock().unwrap(), Some((40_000, BodyEnd::Complete)));
     }
 
     #[tokio::test]

@@ -6,10 +6,10 @@
 //! room, so a body that has handed over a frame and is not polled again is
 //! waiting for the client. A body that is polled and waits for its app is
 //! not: that silence is the app's, bounded by `timeouts.body_idle`.
-// NOTE: the clock restarts only when the body is polled again, after h2 has
-// sent the whole previous frame, and an app's frame can be hundreds of KB.
-// Splitting large frames would spare clients that read slower than one
-// frame per `send_timeout`.
+//!
+//! The clock restarts only when the body is polled again, after h2 has sent
+//! the whole previous frame, so the body hands hyper frames of at most
+//! 16 KiB (see `http::body`).
 
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
