@@ -747,3 +747,93 @@ fn serve_help_names_gate_values() {
         assert!(stdout.contains(value), "{value} in:\n{stdout}");
     }
 }
+
+/// A vars file that writes a password into the user info of each kind of
+/// URL it takes. Each is rejected, and no message may show the password.
+const SECRET_URLS_VARS: &str = "\
+cluster:
+  hostname: example.test
+  region: us-east-1
+gateways:
+  public:
+    listen: 127.0.0.1:28080
+identities:
+  jwt_issuers:
+    - name: dex
+      issuer: https://dex:hunter2secret@dex.example.test
+      audiences: [\"https://api:hunter2secret@api.example.test x\"]
+  sessions:
+    keys:
+      - file: session-key
+    redis:
+      url: redis://:hunter2secret@127.0.0.1:6379/0
+app_config:
+  web:
+    enabled: true
+    upstream: http://user:hunter2secret@127.0.0.1:1
+  wiki:
+    enabled: true
+    upstream: user:hunter2secret@127.0.0.1:2
+";
+
+#[test]
+fn url_passwords_never_shown() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("vars.yaml");
+    std::fs::write(&path, SECRET_URLS_VARS).unwrap();
+    std::fs::write(dir.path().join("session-key"), [7u8; 32]).unwrap();
+    let expected = [
+        (
+            10,
+            15,
+            "identities.jwt_issuers[0].issuer",
+            "invalid URL \"https://***@dex.example.test\": credentials in the URL are not \
+             allowed",
+        ),
+        (
+            11,
+            19,
+            "identities.jwt_issuers[0].audiences[0]",
+            "invalid audience \"https://***@api.example.test x\"",
+        ),
+        (
+            16,
+            12,
+            "identities.sessions.redis.url",
+            "invalid Redis URL \"redis://***@127.0.0.1:6379/0\": credentials in the URL are \
+             not allowed",
+        ),
+        (
+            20,
+            15,
+            "app_config.web.upstream",
+            "invalid upstream \"http://***@127.0.0.1:1\": credentials in the URL are not \
+             allowed",
+        ),
+        (
+            23,
+            15,
+            "app_config.wiki.upstream",
+            "invalid upstream \"***@127.0.0.1:2\"",
+        ),
+    ];
+
+    let check = postern(&["check", path.to_str().unwrap()]);
+    let serve = postern(&["serve", "--config", path.to_str().unwrap()]);
+
+    for (command, output) in [("check", &check), ("serve", &serve)] {
+        assert_eq!(output.status.code(), Some(1), "{command}");
+        let stdout = text(&output.stdout);
+        let stderr = text(&output.stderr);
+        assert!(
+            !stdout.contains("hunter2secret"),
+            "{command} stdout:\n{stdout}"
+        );
+        assert!(
+            !stderr.contains("hunter2secret"),
+            "{command} stderr:\n{stderr}"
+        );
+        assert_problems(&stderr, &path, &expected);
+    }
+    assert!(text(&serve.stderr).contains("postern did not start"));
+}

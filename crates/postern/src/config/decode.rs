@@ -385,7 +385,7 @@ impl Decoder {
         match parse(&text) {
             Ok(value) => Some(value),
             Err(message) => {
-                self.report(at, message);
+                self.report(at, mask_url_in(message, &text));
                 None
             }
         }
@@ -425,9 +425,23 @@ fn indented_with_tab(text: &str, line: u64) -> bool {
     }
 }
 
-/// Shows a scalar in an error message, or names the node's type.
+/// Replaces `text` in `message` with `text` without user info when `text`
+/// is a URL, in case a parser echoed a URL's password.
+fn mask_url_in(message: String, text: &str) -> String {
+    let masked = crate::redact::url_userinfo(text);
+    if !text.contains("://") || masked == text {
+        return message;
+    }
+    message
+        .replace(&format!("{text:?}"), &format!("{masked:?}"))
+        .replace(text, &masked)
+}
+
+/// Shows a scalar in an error message, or names the node's type. A URL is
+/// shown without its user info.
 fn describe(node: &Node) -> String {
     match &node.value {
+        Value::String(s) if s.contains("://") => format!("{:?}", crate::redact::url_userinfo(s)),
         Value::String(s) => format!("{s:?}"),
         Value::Integer(n) => n.to_string(),
         Value::Float(n) => n.to_string(),

@@ -521,8 +521,9 @@ pub(super) fn report_item(d: &mut Decoder, list: Cursor<'_>, i: usize, message: 
 /// local issuers), without query or fragment. Trailing slashes are kept:
 /// `iss` is compared byte for byte.
 pub(super) fn parse_url(text: &str) -> Result<String, String> {
+    let shown = crate::redact::url_userinfo(text);
     let invalid =
-        |why: &str| format!("invalid URL {text:?}: {why}; expected https://HOST[:PORT][/PATH]");
+        |why: &str| format!("invalid URL {shown:?}: {why}; expected https://HOST[:PORT][/PATH]");
     let uri: http::Uri = text.parse().map_err(|_| invalid("not a URL"))?;
     let host = uri.host().ok_or_else(|| invalid("missing host"))?;
     match uri.scheme_str() {
@@ -551,8 +552,9 @@ fn parse_audience(text: &str) -> Result<String, String> {
         Ok(text.to_owned())
     } else {
         Err(format!(
-            "invalid audience {text:?}; expected a string of printable characters without \
-             spaces, such as postern or https://api.example.com"
+            "invalid audience {:?}; expected a string of printable characters without \
+             spaces, such as postern or https://api.example.com",
+            crate::redact::url_userinfo(text)
         ))
     }
 }

@@ -158,9 +158,10 @@ pub(super) fn parse_sha256_hex(text: &str) -> Result<[u8; 32], String> {
 }
 
 pub(super) fn parse_upstream(text: &str) -> Result<Upstream, String> {
+    let shown = crate::redact::url_userinfo(text);
     let invalid = |why: &str| {
         format!(
-            "invalid upstream {text:?}: {why}; expected http://HOST:PORT such as http://litellm.litellm.svc:4000"
+            "invalid upstream {shown:?}: {why}; expected http://HOST:PORT such as http://litellm.litellm.svc:4000"
         )
     };
     let uri: http::Uri = text.parse().map_err(|_| invalid("not a URL"))?;
@@ -168,7 +169,7 @@ pub(super) fn parse_upstream(text: &str) -> Result<Upstream, String> {
         Some("http") => {}
         None if uri.authority().is_some() => {
             return Err(format!(
-                "invalid upstream {text:?}: the scheme is missing; write http://{text}"
+                "invalid upstream {shown:?}: the scheme is missing; write http://{shown}"
             ));
         }
         None => return Err(invalid("the scheme and host are missing")),
