@@ -50,6 +50,12 @@ pub enum Command {
         /// The vars file, as `serve` takes it.
         #[arg(long, short = 'c', value_name = "FILE", conflicts_with = "file")]
         config: Option<PathBuf>,
+        /// Validate everything except the files that the vars file names
+        /// (TLS files, secret files, the endpoints file), and list each of
+        /// them as not read. For CI of a GitOps repository, where those
+        /// files exist only in the cluster.
+        #[arg(long)]
+        skip_files: bool,
     },
     /// Write Kubernetes manifests for the gates that a vars file describes.
     ///

@@ -18,7 +18,12 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     server::tls::install_crypto_provider();
     match cli.command {
-        Command::Check { file, config } => match file.or(config) {
+        Command::Check {
+            file,
+            config,
+            skip_files,
+        } => match file.or(config) {
+            Some(file) if skip_files => check_without_files(&file),
             Some(file) => check(&file),
             None => ExitCode::from(2),
         },
@@ -111,12 +116,48 @@ fn check(file: &std::path::Path) -> ExitCode {
             );
             ExitCode::SUCCESS
         }
-        Err(problems) => {
-            eprint!("{problems}");
-            eprintln!("{} found", problems.count_text());
-            ExitCode::FAILURE
-        }
+        Err(problems) => report_problems(&problems),
     }
+}
+
+/// Validates a vars file as `check --skip-files` does, and lists each file
+/// that it names as not read.
+fn check_without_files(file: &std::path::Path) -> ExitCode {
+    match serve::load_without_files(file) {
+        Ok(config) => {
+            for warning in &config.warnings {
+                eprintln!("warning: {warning}");
+            }
+            for unread in &config.unread_files {
+                eprintln!("not read: {unread}");
+            }
+            let apps = counted(config.enabled_apps().count(), "enabled app");
+            let private = match &config.private {
+                Some(p) => format!(
+                    "private gate on {} ({})",
+                    p.gate.listen,
+                    counted(p.allowed_principals.len(), "allowed principal"),
+                ),
+                None => "private gate disabled".to_owned(),
+            };
+            println!(
+                "{}: valid except the files it names: {apps}, public gate on {}, {private}; \
+                 {} not read (--skip-files)",
+                file.display(),
+                config.public.listen,
+                counted(config.unread_files.len(), "file"),
+            );
+            ExitCode::SUCCESS
+        }
+        Err(problems) => report_problems(&problems),
+    }
+}
+
+/// Prints every problem and their count, for `check`.
+fn report_problems(problems: &postern::config::Problems) -> ExitCode {
+    eprint!("{problems}");
+    eprintln!("{} found", problems.count_text());
+    ExitCode::FAILURE
 }
 
 /// Counts things in words, such as `1 endpoint` or `2 endpoints`.

@@ -837,3 +837,112 @@ fn url_passwords_never_shown() {
     }
     assert!(text(&serve.stderr).contains("postern did not start"));
 }
+
+#[test]
+fn check_skip_files_lists_unread() {
+    let vars = fixture("cluster-vars.yaml");
+
+    let output = postern(&["check", "--skip-files", vars.to_str().unwrap()]);
+
+    assert!(output.status.success(), "stderr: {}", text(&output.stderr));
+    let shown = vars.display();
+    let expected = format!(
+        "not read: {shown}:13:13: gateways.public.tls.cert: /etc/postern/tls/public/tls.crt\n\
+         not read: {shown}:14:12: gateways.public.tls.key: /etc/postern/tls/public/tls.key\n\
+         not read: {shown}:18:13: gateways.private.tls.cert: /etc/postern/tls/private/tls.crt\n\
+         not read: {shown}:19:12: gateways.private.tls.key: /etc/postern/tls/private/tls.key\n\
+         not read: {shown}:27:19: privatelink.endpoints_file: /var/lib/postern/endpoints.yaml\n"
+    );
+    assert_eq!(text(&output.stderr), expected);
+    let stdout = text(&output.stdout);
+    assert!(
+        stdout.contains(": valid except the files it names: 2 enabled apps,"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("(2 allowed principals); 5 files not read (--skip-files)"),
+        "{stdout}"
+    );
+
+    // Without the option, check still reads the files and rejects them.
+    let output = postern(&["check", vars.to_str().unwrap()]);
+
+    assert_eq!(output.status.code(), Some(1));
+    let stderr = text(&output.stderr);
+    assert!(
+        stderr.contains(&format!(
+            "{shown}:13:13: gateways.public.tls.cert: cannot read /etc/postern/tls/public/tls.crt"
+        )),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn check_skip_files_keeps_other_checks() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("vars.yaml");
+    let vars = "\
+cluster:
+  hostname: example.test
+  region: us-east-1
+gateways:
+  public:
+    listen: 127.0.0.1:28080
+identities:
+  sessions:
+    keys:
+      - file: /run/secrets/session-key
+app_config:
+  web:
+    enabled: true
+    upstream: 127.0.0.1:28101
+";
+    std::fs::write(&path, vars).unwrap();
+
+    let output = postern(&["check", "--skip-files", path.to_str().unwrap()]);
+
+    assert_eq!(output.status.code(), Some(1));
+    let stderr = text(&output.stderr);
+    assert_problems(
+        &stderr,
+        &path,
+        &[(
+            14,
+            15,
+            "app_config.web.upstream",
+            "the scheme is missing; write http://127.0.0.1:28101",
+        )],
+    );
+
+    // With the upstream fixed, the session key file is listed as not read.
+    std::fs::write(
+        &path,
+        vars.replace("127.0.0.1:28101", "http://127.0.0.1:28101"),
+    )
+    .unwrap();
+
+    let output = postern(&["check", "--skip-files", path.to_str().unwrap()]);
+
+    assert!(output.status.success(), "stderr: {}", text(&output.stderr));
+    assert_eq!(
+        text(&output.stderr),
+        format!(
+            "not read: {}:10:9: identities.sessions.keys[0]: /run/secrets/session-key\n",
+            path.display()
+        )
+    );
+}
+
+#[test]
+fn check_names_endpoints_file_given() {
+    let output = postern(&["check", fixture("endpoints.yaml").to_str().unwrap()]);
+
+    assert_eq!(output.status.code(), Some(1));
+    let expected = format!(
+        "{}:3:1: endpoints: this is an endpoints file (its top-level key is `endpoints`), not a vars \
+         file; check the vars file whose privatelink.endpoints_file names it, which checks \
+         both\n1 problem found\n",
+        fixture("endpoints.yaml").display()
+    );
+    assert_eq!(text(&output.stderr), expected);
+}

@@ -45,6 +45,12 @@ pub struct Decoder {
     /// Settings that are valid but most likely not what was meant, such as
     /// an app on a private gate that is disabled. They stop nothing.
     pub warnings: Vec<Problem>,
+    /// Whether files that the config names (TLS files, secret files) are
+    /// left unread, as `check --skip-files` requests.
+    pub skip_files: bool,
+    /// The files left unread because of `skip_files`, each at the value that
+    /// names it, with the path as the message.
+    pub unread: Vec<Problem>,
 }
 
 // === impl Problem ===
@@ -178,7 +184,25 @@ impl Decoder {
             file: file.to_owned(),
             problems: Vec::new(),
             warnings: Vec::new(),
+            skip_files: false,
+            unread: Vec::new(),
         }
+    }
+
+    /// Returns true, and records the file as unread, when files named by
+    /// the config are skipped.
+    pub fn skips_file(&mut self, at: Cursor<'_>, file: &Path) -> bool {
+        if !self.skip_files {
+            return false;
+        }
+        self.unread.push(Problem {
+            file: self.file.clone(),
+            line: at.node.line,
+            column: at.node.column,
+            path: at.path.to_owned(),
+            message: file.display().to_string(),
+        });
+        true
     }
 
     /// Parses a YAML document, or records why it cannot be read: a syntax

@@ -74,6 +74,23 @@ pub struct Config {
     /// Settings that are valid but most likely not what was meant, with
     /// their place in the file. `check` prints them and `serve` logs them.
     pub warnings: Vec<Problem>,
+    /// Files that the vars file names but that were not read, because of
+    /// [`FileReads::None`], each at the value that names it.
+    pub unread_files: Vec<Problem>,
+}
+
+/// The set of files, among those a vars file names, that decoding reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FileReads {
+    /// Every file: the TLS files and the secret files.
+    All,
+    /// Every file but the TLS files, for tools that run where those are not
+    /// mounted, such as render and the reconcile job.
+    AllButTls,
+    /// No file, for `check --skip-files` in a GitOps repository's CI, where
+    /// the files mounted in the cluster do not exist. Each is listed in
+    /// [`Config::unread_files`].
+    None,
 }
 
 #[derive(Debug, Clone)]
@@ -184,7 +201,7 @@ impl Config {
 
     /// Validates vars text as if it were read from `path`.
     pub fn from_text(path: &Path, text: &str) -> Result<Config, Problems> {
-        vars::decode(path, text, vars::TlsCheck::Read)
+        vars::decode(path, text, FileReads::All)
     }
 
     /// Reads and validates a vars file like [`Config::load`], but leaves the
@@ -198,7 +215,15 @@ impl Config {
     /// Validates vars text like [`Config::from_text`], but leaves the TLS
     /// files unread, as [`Config::load_without_tls_files`] does.
     pub fn from_text_without_tls_files(path: &Path, text: &str) -> Result<Config, Problems> {
-        vars::decode(path, text, vars::TlsCheck::Skip)
+        vars::decode(path, text, FileReads::AllButTls)
+    }
+
+    /// Reads and validates a vars file, but reads none of the files it
+    /// names, as `check --skip-files` does. [`Config::unread_files`] lists
+    /// them.
+    pub fn load_without_files(path: &Path) -> Result<Config, Problems> {
+        let text = read_text(path)?;
+        vars::decode(path, &text, FileReads::None)
     }
 
     /// Enabled apps only.

@@ -30,16 +30,20 @@ const DEFAULT_ADMIN_LISTEN: &str = "127.0.0.1:9901";
 
 /// Whether decoding reads the TLS files that the vars file names.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum TlsCheck {
+enum TlsCheck {
     /// Reads and parses the certificate and key, as a gate needs them.
     Read,
-    /// Keeps the paths unread, for tools that run where the files are not
-    /// mounted, such as the reconcile job.
+    /// Keeps the paths unread.
     Skip,
 }
 
-pub(super) fn decode(path: &Path, text: &str, tls_check: TlsCheck) -> Result<Config, Problems> {
+pub(super) fn decode(path: &Path, text: &str, reads: FileReads) -> Result<Config, Problems> {
     let mut d = Decoder::new(path);
+    d.skip_files = reads == FileReads::None;
+    let tls_check = match reads {
+        FileReads::All => TlsCheck::Read,
+        FileReads::AllButTls | FileReads::None => TlsCheck::Skip,
+    };
     let Some(root) = d.parse_document(text) else {
         return Err(Problems(d.problems));
     };
@@ -51,6 +55,7 @@ pub(super) fn decode(path: &Path, text: &str, tls_check: TlsCheck) -> Result<Con
             config.source = path.to_owned();
             d.warnings.sort_by_key(|w| (w.line, w.column));
             config.warnings = d.warnings;
+            config.unread_files = d.unread;
             Ok(config)
         }
         _ => {
@@ -70,6 +75,22 @@ fn decode_root(
         d.report(
             at,
             "the vars file is empty; it needs at least cluster, gateways and app_config",
+        );
+        return None;
+    }
+    let endpoints_key = match &at.node.value {
+        tree::Value::Mapping(entries) => entries.iter().find(|(k, _)| k.name == "endpoints"),
+        _ => None,
+    };
+    if let Some((key, _)) = endpoints_key
+        && at.node.get("cluster").is_none()
+    {
+        d.report_at(
+            key.line,
+            key.column,
+            "endpoints",
+            "this is an endpoints file (its top-level key is `endpoints`), not a vars file; \
+             check the vars file whose privatelink.endpoints_file names it, which checks both",
         );
         return None;
     }
@@ -149,6 +170,7 @@ fn decode_root(
         apps,
         limits,
         warnings: Vec::new(),
+        unread_files: Vec::new(),
     })
 }
 
@@ -353,7 +375,7 @@ fn tls(d: &mut Decoder, at: Cursor<'_>, base: &Path, tls_check: TlsCheck) -> Opt
     let mut file = |key: &str| {
         let (p, n) = required(d, &map, key)?;
         let path = base.join(d.string(p.cursor(n))?);
-        if tls_check == TlsCheck::Skip {
+        if d.skips_file(p.cursor(n), &path) || tls_check == TlsCheck::Skip {
             return Some(path);
         }
         if let Err(e) = std::fs::metadata(&path) {

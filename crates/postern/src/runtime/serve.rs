@@ -64,6 +64,28 @@ pub fn load(vars: &Path) -> Result<(Config, crate::config::Endpoints), Problems>
     Ok((config, endpoints))
 }
 
+/// Loads the vars file without reading any file it names, as
+/// `check --skip-files` does: no TLS file, secret file or endpoints file.
+/// [`Config::unread_files`] lists each of them.
+pub fn load_without_files(vars: &Path) -> Result<Config, Problems> {
+    let mut config = Config::load_without_files(vars)?;
+    if let Some(file) = config
+        .private
+        .as_ref()
+        .and_then(|p| p.endpoints_file.as_ref())
+    {
+        config.unread_files.push(crate::config::Problem {
+            file: config.source.clone(),
+            line: file.line,
+            column: file.column,
+            path: "privatelink.endpoints_file".to_owned(),
+            message: file.path.display().to_string(),
+        });
+        config.unread_files.sort_by_key(|p| (p.line, p.column));
+    }
+    Ok(config)
+}
+
 /// Selection of the gates a process serves. A Kubernetes deployment runs each gate in
 /// its own pods from the same vars file, so each can scale and fail alone.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]

@@ -373,6 +373,9 @@ fn signing_key(d: &mut Decoder, at: Cursor<'_>, base: &Path) -> Option<SigningKe
     let id = required(d, &map, "id").and_then(|(p, n)| d.parse(p.cursor(n), parse_name));
     let (p, n) = required(d, &map, "private_key")?;
     let source = secret_source(d, p.cursor(n), base)?;
+    if secret_file_skipped(d, p.cursor(n), &source) {
+        return Some(SigningKey { id: id?, source });
+    }
     if let Err(message) = source
         .read()
         .and_then(|pem| crate::identity::signing::parse_private_key(&pem).map(|_| ()))
@@ -381,6 +384,15 @@ fn signing_key(d: &mut Decoder, at: Cursor<'_>, base: &Path) -> Option<SigningKe
         return None;
     }
     Some(SigningKey { id: id?, source })
+}
+
+/// Returns true, and records the file as unread, when `source` is a file
+/// and `check --skip-files` leaves files unread.
+pub(super) fn secret_file_skipped(d: &mut Decoder, at: Cursor<'_>, source: &SecretSource) -> bool {
+    match source {
+        SecretSource::File(path) => d.skips_file(at, path),
+        SecretSource::Env(_) | SecretSource::InsecureInline(_) => false,
+    }
 }
 
 /// Reads `{file: PATH}`, `{env: NAME}` or `{insecure_inline: VALUE}`.
