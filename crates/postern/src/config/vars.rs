@@ -11,6 +11,7 @@ use super::decode::{Cursor, Decoder, Mapping, join};
 use super::identity::IdentityConfig;
 use super::tree;
 use super::*;
+use crate::policy::access::AccessRules;
 
 mod identities;
 mod redis;
@@ -127,36 +128,24 @@ fn decode_root(
         None => Some(Limits::default()),
     };
 
-    let (cluster, gateways, endpoints_file, mut identities, (apps, private_switch), limits) = (
-        cluster?,
-        gateways?,
-        endpoints_file?,
-        identities?,
-        apps?,
-        limits?,
+    let private = check_references(
+        d,
+        &top,
+        cluster.as_ref(),
+        gateways.as_ref(),
+        endpoints_file,
+        identities.as_ref(),
+        apps.as_ref(),
     );
+
+    let (cluster, gateways, mut identities, app_config, limits, private) =
+        (cluster?, gateways?, identities?, apps?, limits?, private?);
+    if !app_config.complete {
+        return None;
+    }
+    let apps = app_config.apps;
     if let Some(sessions) = &mut identities.identity.sessions {
         sessions.secure = gateways.public.tls.is_some();
-    }
-    check_auth_host_free(d, &identities.identity, &apps, &top);
-    settings::check_machine_rules(
-        d,
-        &apps,
-        &identities.machines,
-        &identities.identity,
-        top.get("app_config").map(|(_, n)| n),
-    );
-    settings::check_signing_audience(
-        d,
-        &apps,
-        &identities.identity,
-        &cluster.hostname,
-        top.get("identities").map(|(_, n)| n),
-    );
-    let private = assemble_private(d, gateways.private, private_switch, endpoints_file)?;
-    check_listeners_distinct(d, &gateways.public, private.as_ref(), gateways.admin, &top);
-    if private.is_none() {
-        warn_private_apps_unserved(d, &apps, top.get("app_config").map(|(_, n)| n));
     }
 
     Some(Config {
@@ -172,6 +161,54 @@ fn decode_root(
         warnings: Vec::new(),
         unread_files: Vec::new(),
     })
+}
+
+/// Runs the checks across sections on whatever decoded, so that they are
+/// reported in the same run as the problems of single values. A check is
+/// skipped only when a side it refers to failed to decode. Returns the
+/// private gate, or `None` when it cannot be assembled.
+fn check_references(
+    d: &mut Decoder,
+    top: &Mapping<'_>,
+    cluster: Option<&Cluster>,
+    gateways: Option<&Gateways>,
+    endpoints_file: Option<Option<EndpointsFile>>,
+    identities: Option<&identities::Decoded>,
+    apps: Option<&AppConfig>,
+) -> Option<Option<PrivateGate>> {
+    let app_config_node = top.get("app_config").map(|(_, n)| n);
+    if let (Some(app_config), Some(identities)) = (apps, identities) {
+        check_auth_host_free(d, &identities.identity, &app_config.access, top);
+        settings::check_machine_rules(
+            d,
+            &app_config.access,
+            &identities.machines,
+            &identities.identity,
+            app_config_node,
+        );
+        if let Some(cluster) = cluster {
+            settings::check_signing_audience(
+                d,
+                &app_config.access,
+                &identities.identity,
+                &cluster.hostname,
+                top.get("identities").map(|(_, n)| n),
+            );
+        }
+    }
+    let private = match (gateways, apps.map(|a| &a.switch), endpoints_file) {
+        (Some(gateways), Some(Some(switch)), Some(endpoints_file)) => {
+            assemble_private(d, gateways.private.clone(), switch.clone(), endpoints_file)
+        }
+        _ => None,
+    };
+    if let (Some(gateways), Some(private)) = (gateways, &private) {
+        check_listeners_distinct(d, &gateways.public, private.as_ref(), gateways.admin, top);
+    }
+    if let (Some(None), Some(app_config)) = (&private, apps) {
+        warn_private_apps_unserved(d, &app_config.apps, app_config_node);
+    }
+    private
 }
 
 /// Warns about each enabled app that allows the private gate while that
@@ -211,7 +248,7 @@ fn warn_private_apps_unserved(
 fn check_auth_host_free(
     d: &mut Decoder,
     identity: &IdentityConfig,
-    apps: &BTreeMap<String, App>,
+    apps: &BTreeMap<String, AccessRules>,
     top: &Mapping<'_>,
 ) {
     if !identity.serves_auth_host() || !apps.contains_key(AUTH_APP_NAME) {
@@ -238,6 +275,7 @@ fn check_auth_host_free(
 }
 
 /// The `istio.private_gateway` switch as written in `app_config`.
+#[derive(Clone)]
 struct PrivateSwitch {
     enabled: bool,
     principals: Vec<Principal>,
@@ -419,12 +457,22 @@ fn privatelink(d: &mut Decoder, at: Cursor<'_>, base: &Path) -> Option<Option<En
     }))
 }
 
-fn app_config(
-    d: &mut Decoder,
-    at: Cursor<'_>,
-) -> Option<(BTreeMap<String, App>, Option<PrivateSwitch>)> {
+/// The apps of `app_config` that decoded, and the private gate switch.
+struct AppConfig {
+    apps: BTreeMap<String, App>,
+    /// The access rules of each app with a valid name whose settings
+    /// decoded, even when another field of the app is invalid.
+    access: BTreeMap<String, AccessRules>,
+    /// False when an app failed to decode and is missing from `apps`.
+    complete: bool,
+    /// `None` when `istio` failed to decode, `Some(None)` when it is absent.
+    switch: Option<Option<PrivateSwitch>>,
+}
+
+fn app_config(d: &mut Decoder, at: Cursor<'_>) -> Option<AppConfig> {
     let map = d.open_mapping(at)?;
     let mut apps = BTreeMap::new();
+    let mut access = BTreeMap::new();
     let mut switch = Some(None);
     let mut complete = true;
 
@@ -438,15 +486,23 @@ fn app_config(
         let name_ok = parse_app_name(&key.name)
             .map_err(|message| d.report_at(key.line, key.column, path.as_str(), message))
             .is_ok();
-        match app(d, path.cursor(node), &key.name) {
+        let (app, rules) = app(d, path.cursor(node), &key.name);
+        if let (Some(rules), true) = (rules, name_ok) {
+            access.insert(key.name.clone(), rules);
+        }
+        match app {
             Some(app) if name_ok => {
                 apps.insert(key.name.clone(), app);
             }
             _ => complete = false,
         }
     }
-    let switch = switch?;
-    complete.then_some((apps, switch))
+    Some(AppConfig {
+        apps,
+        access,
+        complete,
+        switch,
+    })
 }
 
 fn gateway_settings(d: &mut Decoder, at: Cursor<'_>) -> Option<PrivateSwitch> {
@@ -512,8 +568,13 @@ fn supported_regions(d: &mut Decoder, at: Cursor<'_>) -> Option<Vec<String>> {
     complete.then_some(regions)
 }
 
-fn app(d: &mut Decoder, at: Cursor<'_>, name: &str) -> Option<App> {
-    let map = d.mapping(at, &["enabled", "upstream", "settings", "timeouts"])?;
+/// Decodes one app. Its access rules are returned apart, when they decode,
+/// so that cross-reference checks can run on them even when another field
+/// of the app is invalid.
+fn app(d: &mut Decoder, at: Cursor<'_>, name: &str) -> (Option<App>, Option<AccessRules>) {
+    let Some(map) = d.mapping(at, &["enabled", "upstream", "settings", "timeouts"]) else {
+        return (None, None);
+    };
     let enabled = required(d, &map, "enabled").and_then(|(p, n)| d.boolean(p.cursor(n)));
     let upstream = match map.get("upstream") {
         Some((p, n)) => d.parse(p.cursor(n), parse_upstream).map(Some),
@@ -534,15 +595,22 @@ fn app(d: &mut Decoder, at: Cursor<'_>, name: &str) -> Option<App> {
         Some((p, n)) => app_timeouts(d, p.cursor(n)),
         None => Some(AppTimeouts::default()),
     };
-    let settings = settings?;
-    Some(App {
-        name: name.to_owned(),
-        enabled: enabled?,
-        upstream: upstream?,
-        allow_private_gateway: settings.allow_private_gateway,
-        access: settings.access,
-        timeouts: timeouts?,
-    })
+    let Some(settings) = settings else {
+        return (None, None);
+    };
+    let access = settings.access.clone();
+    let app = match (enabled, upstream, timeouts) {
+        (Some(enabled), Some(upstream), Some(timeouts)) => Some(App {
+            name: name.to_owned(),
+            enabled,
+            upstream,
+            allow_private_gateway: settings.allow_private_gateway,
+            access: settings.access,
+            timeouts,
+        }),
+        _ => None,
+    };
+    (app, Some(access))
 }
 
 fn app_timeouts(d: &mut Decoder, at: Cursor<'_>) -> Option<AppTimeouts> {

@@ -296,3 +296,43 @@ fn private_app_without_private_gate_warns() {
     let config = Config::from_text(Path::new("vars.yaml"), &enabled).unwrap();
     assert!(config.warnings.is_empty(), "{:?}", config.warnings);
 }
+
+#[test]
+fn cross_references_checked_beside_bad_values() {
+    let text = format!(
+        "{HEAD}identities:
+  machines:
+    - name: build-bot
+      token_sha256: {}
+app_config:
+  web:
+    enabled: true
+    upstream: 127.0.0.1:28091
+    settings:
+      allowed_machines: [build-bott]
+",
+        "a".repeat(64)
+    );
+    assert_eq!(
+        shown(&problems(&text)),
+        [
+            "vars.yaml:11:15: app_config.web.upstream: invalid upstream \"127.0.0.1:28091\": \
+             the scheme is missing; write http://127.0.0.1:28091",
+            "vars.yaml:13:26: app_config.web.settings.allowed_machines[0]: unknown machine \
+             \"build-bott\": it is neither in identities.machines nor in identities.clients; \
+             for a bearer JWT from a trusted issuer write ISSUER:IDENTITY, such as \
+             dex:build-bott",
+        ]
+    );
+
+    // A reference into a section that failed to decode is not checked:
+    // with the machines list broken, build-bott is not called unknown.
+    let broken = text.replace("token_sha256: aaaa", "token_sha256: zzzz");
+    let found = shown(&problems(&broken));
+    assert_eq!(found.len(), 2, "{found:?}");
+    assert!(
+        found[0].contains("identities.machines[0].token_sha256"),
+        "{found:?}"
+    );
+    assert!(found[1].contains("app_config.web.upstream"), "{found:?}");
+}
