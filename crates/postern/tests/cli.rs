@@ -946,3 +946,48 @@ fn check_names_endpoints_file_given() {
     );
     assert_eq!(text(&output.stderr), expected);
 }
+
+#[test]
+fn check_places_missing_endpoints_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("vars.yaml");
+    let vars = "\
+cluster:
+  hostname: example.test
+  region: us-east-1
+gateways:
+  public:
+    listen: 127.0.0.1:28080
+  private:
+    listen: 127.0.0.1:28081
+privatelink:
+  endpoints_file: nothere.yaml
+app_config:
+  istio:
+    private_gateway:
+      enabled: true
+";
+    let missing = dir.path().join("nothere.yaml");
+    let expected = format!(
+        "{}:10:19: privatelink.endpoints_file: cannot read the endpoints file {}: No such \
+         file or directory (os error 2); postern reconcile writes it, or create it with \
+         `endpoints: []`\n",
+        path.display(),
+        missing.display()
+    );
+
+    // Both with a valid vars file and with one that has problems of its own.
+    for (vars, count) in [
+        (vars.to_owned(), "1 problem"),
+        (vars.replace("us-east-1", "europe"), "2 problems"),
+    ] {
+        std::fs::write(&path, vars).unwrap();
+
+        let output = postern(&["check", path.to_str().unwrap()]);
+
+        assert_eq!(output.status.code(), Some(1));
+        let stderr = text(&output.stderr);
+        assert!(stderr.contains(&expected), "{stderr}");
+        assert!(stderr.ends_with(&format!("\n{count} found\n")), "{stderr}");
+    }
+}

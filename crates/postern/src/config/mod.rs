@@ -246,11 +246,35 @@ fn read_text(path: &Path) -> Result<String, Problems> {
 
 /// Finds the endpoints file that a vars file names, even when the vars file
 /// has other problems, so `postern check` can report the problems of both.
-pub fn named_endpoints_file(vars: &Path) -> Option<PathBuf> {
+pub fn named_endpoints_file(vars: &Path) -> Option<EndpointsFile> {
     let text = std::fs::read_to_string(vars).ok()?;
     let root = tree::parse(&text).ok()?;
-    let name = root.get("privatelink")?.get("endpoints_file")?.as_str()?;
-    Some(vars.parent().unwrap_or(Path::new(".")).join(name))
+    let node = root.get("privatelink")?.get("endpoints_file")?;
+    Some(EndpointsFile {
+        path: vars.parent().unwrap_or(Path::new(".")).join(node.as_str()?),
+        line: node.line,
+        column: node.column,
+    })
+}
+
+// === impl EndpointsFile ===
+
+impl EndpointsFile {
+    /// Loads the endpoints file. A file that cannot be read is reported in
+    /// `vars`, at the value that names it, as every other problem is.
+    pub fn load(&self, vars: &Path) -> Result<Endpoints, Problems> {
+        Endpoints::load(&self.path).map_err(|mut problems| {
+            for problem in &mut problems.0 {
+                if problem.line == 0 {
+                    problem.file = vars.to_owned();
+                    problem.line = self.line;
+                    problem.column = self.column;
+                    problem.path = "privatelink.endpoints_file".into();
+                }
+            }
+            problems
+        })
+    }
 }
 
 // === impl AppTimeouts ===

@@ -52,8 +52,8 @@ pub fn load(vars: &Path) -> Result<(Config, crate::config::Endpoints), Problems>
     let config = match Config::load(vars) {
         Ok(config) => config,
         Err(mut problems) => {
-            if let Some(path) = crate::config::named_endpoints_file(vars)
-                && let Err(more) = crate::config::Endpoints::load(&path)
+            if let Some(file) = crate::config::named_endpoints_file(vars)
+                && let Err(more) = file.load(vars)
             {
                 problems.0.extend(more.0);
             }
