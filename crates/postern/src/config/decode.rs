@@ -211,12 +211,14 @@ impl Decoder {
         let root = match tree::parse(text) {
             Ok(root) => root,
             Err(e) => {
-                let (line, column) = e
+                let (mut line, mut column) = e
                     .location()
                     .map(|l| (l.line(), l.column()))
                     .unwrap_or((0, 0));
-                let mut message = format!("invalid YAML: {}", tree::describe_error(&e));
-                if indented_with_tab(text, line) {
+                let description = tree::describe_error(&e);
+                let mut message = format!("invalid YAML: {description}");
+                if let Some(tab) = find_tab(text, line, description.contains("tab")) {
+                    (line, column) = tab;
                     message
                         .push_str("; indent with spaces, because YAML does not allow tabs there");
                 }
@@ -435,18 +437,32 @@ impl Decoder {
     }
 }
 
-/// Checks whether the 1-based `line` of `text` is indented with a tab, or,
-/// for an error without a line, whether any line is.
-fn indented_with_tab(text: &str, line: u64) -> bool {
-    let indent_has_tab = |l: &str| {
+/// Finds the tab that a YAML error at the 1-based `line` is about, and
+/// returns its line and column. The parser's mark can sit at the end of
+/// the line before the tab (as for "while scanning a plain scalar, found a
+/// tab"), so the tab is looked for in the indentation of the mark's line
+/// and the next one, and, when the parser's message names a tab
+/// (`names_tab`), anywhere from the mark's line on. An error without a
+/// line (0) is searched from the first line.
+fn find_tab(text: &str, line: u64, names_tab: bool) -> Option<(u64, u64)> {
+    let first = line.max(1) as usize - 1;
+    let near = if line == 0 { usize::MAX } else { 2 };
+    let indent_tab = |l: &str| {
         l.chars()
             .take_while(|c| c.is_whitespace())
-            .any(|c| c == '\t')
+            .position(|c| c == '\t')
     };
-    match line {
-        0 => text.lines().any(indent_has_tab),
-        n => text.lines().nth(n as usize - 1).is_some_and(indent_has_tab),
+    let any_tab = |l: &str| l.chars().position(|c| c == '\t');
+
+    let lines = text.lines().enumerate().skip(first);
+    let mut found = lines
+        .clone()
+        .take(near)
+        .find_map(|(i, l)| Some((i, indent_tab(l)?)));
+    if found.is_none() && names_tab {
+        found = lines.clone().find_map(|(i, l)| Some((i, any_tab(l)?)));
     }
+    found.map(|(i, column)| (i as u64 + 1, column as u64 + 1))
 }
 
 /// Replaces `text` in `message` with `text` without user info when `text`

@@ -336,3 +336,27 @@ app_config:
     );
     assert!(found[1].contains("app_config.web.upstream"), "{found:?}");
 }
+
+#[test]
+fn tab_after_scalar_placed_on_its_line() {
+    let text = format!(
+        "{HEAD}app_config:\n  web:\n    enabled: true\n\tupstream: http://127.0.0.1:28101\n"
+    );
+    assert_eq!(
+        shown(&problems(&text)),
+        [
+            "vars.yaml:7:1: invalid YAML: while scanning a plain scalar, found a tab; indent \
+          with spaces, because YAML does not allow tabs there"
+        ]
+    );
+
+    // A tab after spaces in the indentation is found at its column.
+    let text = text.replace("\tupstream", "    \tupstream");
+    assert_eq!(
+        shown(&problems(&text)),
+        [
+            "vars.yaml:7:5: invalid YAML: while scanning a plain scalar, found a tab; indent \
+          with spaces, because YAML does not allow tabs there"
+        ]
+    );
+}
