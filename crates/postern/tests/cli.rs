@@ -991,3 +991,40 @@ app_config:
         assert!(stderr.ends_with(&format!("\n{count} found\n")), "{stderr}");
     }
 }
+
+#[test]
+fn serve_names_admin_address_fix() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("vars.yaml");
+    // 192.0.2.1 (TEST-NET-1) is assigned to no interface here, so binding
+    // it fails with EADDRNOTAVAIL. Binding sends no packet.
+    let vars = "\
+cluster:
+  hostname: example.test
+  region: us-east-1
+gateways:
+  public:
+    listen: 127.0.0.1:0
+  admin:
+    listen: 192.0.2.1:19901
+app_config: {}
+";
+    std::fs::write(&path, vars).unwrap();
+
+    let output = postern(&["serve", path.to_str().unwrap()]);
+
+    assert_eq!(output.status.code(), Some(1));
+    let stderr = text(&output.stderr);
+    assert!(
+        stderr.contains(
+            "192.0.2.1 is not an address of this host; set gateways.admin.listen to \
+             127.0.0.1:19901, or to the pod IP when a scraper outside the pod reads /metrics \
+             (this host has 127.0.0.1:19901"
+        ),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("; avoid 0.0.0.0, which exposes the admin endpoints on every interface"),
+        "{stderr}"
+    );
+}
