@@ -29,7 +29,9 @@ fn main() -> ExitCode {
         },
         Command::Relay(args) => {
             telemetry::init_logging();
-            run(async move { quickstart::nlb::relay_command(args).await })
+            run("the relay", async move {
+                quickstart::nlb::relay_command(args).await
+            })
         }
         Command::Explain(args) => postern::explain::run(args),
         Command::Token {
@@ -53,9 +55,9 @@ fn main() -> ExitCode {
                 workers.map_or_else(postern::runtime::workers::default_count, usize::from),
             );
             let _access_log = telemetry::access::init();
-            run(
-                async move { serve::serve(&config, gate, serve::termination_signal(), |_| {}).await },
-            )
+            run("postern", async move {
+                serve::serve(&config, gate, serve::termination_signal(), |_| {}).await
+            })
         }
         Command::Render {
             config,
@@ -74,7 +76,7 @@ fn main() -> ExitCode {
             telemetry::init_logging();
             postern::runtime::workers::set_count(postern::runtime::workers::default_count());
             let _access_log = telemetry::access::init();
-            run(quickstart::run(port))
+            run("postern", quickstart::run(port))
         }
     }
 }
@@ -198,7 +200,9 @@ fn render_manifests(
     }
 }
 
-fn run(future: impl std::future::Future<Output = Result<(), StartError>>) -> ExitCode {
+/// Runs a long-running command; `what` names it in the message when it
+/// fails to start.
+fn run(what: &str, future: impl std::future::Future<Output = Result<(), StartError>>) -> ExitCode {
     // The main runtime runs the admin listener, reloads and signals; the
     // gates run on worker threads of their own (runtime::workers).
     let runtime = match tokio::runtime::Builder::new_current_thread()
@@ -216,13 +220,13 @@ fn run(future: impl std::future::Future<Output = Result<(), StartError>>) -> Exi
         Err(StartError::Config(problems)) => {
             eprint!("{problems}");
             eprintln!(
-                "postern did not start: {} in the config",
+                "{what} did not start: {} in the config",
                 problems.count_text()
             );
             ExitCode::FAILURE
         }
         Err(error) => {
-            eprintln!("postern did not start: {error}");
+            eprintln!("{what} did not start: {error}");
             ExitCode::FAILURE
         }
     }

@@ -1028,3 +1028,35 @@ app_config: {}
         "{stderr}"
     );
 }
+
+#[test]
+fn relay_and_workers_errors_named() {
+    let output = postern(&[
+        "relay",
+        "--listen",
+        "127.0.0.1:0",
+        "--to",
+        "127.0.0.1:1",
+        "--endpoint-id",
+        "vpce-XYZ",
+    ]);
+
+    assert_eq!(output.status.code(), Some(1));
+    let stderr = text(&output.stderr);
+    assert!(
+        stderr.starts_with("the relay did not start: invalid VPC endpoint id \"vpce-XYZ\""),
+        "{stderr}"
+    );
+
+    let output = postern(&["serve", "--workers", "0", "vars.yaml"]);
+
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = text(&output.stderr);
+    assert!(
+        stderr.contains(
+            "invalid value '0' for '--workers <N>': the number of worker threads must be at \
+             least 1"
+        ),
+        "{stderr}"
+    );
+}

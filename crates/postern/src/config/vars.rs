@@ -700,7 +700,7 @@ fn assemble_private(
             switch.line,
             switch.column,
             &switch.path,
-            "the private gateway is enabled but gateways.private is missing; \
+            "the private gate is enabled but gateways.private is missing; \
              add gateways.private.listen or set enabled: false",
         );
         return None;

@@ -360,3 +360,37 @@ fn tab_after_scalar_placed_on_its_line() {
         ]
     );
 }
+
+#[test]
+fn near_misses_get_corrected_value() {
+    let text = "\
+cluster: {hostname: \"https://mycorp.test\", region: us-east-1}
+gateways:
+  public: {listen: \"localhost:28081\"}
+app_config:
+  Wiki:
+    enabled: true
+    upstream: http://127.0.0.1:28101
+";
+    assert_eq!(
+        shown(&problems(text)),
+        [
+            "vars.yaml:1:21: cluster.hostname: invalid hostname \"https://mycorp.test\": write \
+             the host name alone, mycorp.test, without a scheme, port or path",
+            "vars.yaml:3:20: gateways.public.listen: invalid listen address \
+             \"localhost:28081\": a listen address is an IP address, not a host name; write \
+             127.0.0.1:28081",
+            "vars.yaml:5:3: app_config.Wiki: invalid name \"Wiki\": a DNS label is lowercase; \
+             write wiki",
+        ]
+    );
+
+    let text = format!("{HEAD}app_config:\n  istio:\n    private_gateway: {{enabled: true}}\n");
+    assert_eq!(
+        shown(&problems(&text)),
+        [
+            "vars.yaml:6:22: app_config.istio.private_gateway: the private gate is enabled but \
+             gateways.private is missing; add gateways.private.listen or set enabled: false"
+        ]
+    );
+}
