@@ -685,6 +685,10 @@ app_config:
     upstream: http://127.0.0.1:28101
     settings:
       allow_private_gateway: true
+identities:
+  machines:
+    - name: ci
+      token_sha256: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa
 ";
     std::fs::write(&path, vars).unwrap();
 
@@ -847,7 +851,11 @@ fn check_skip_files_lists_unread() {
     assert!(output.status.success(), "stderr: {}", text(&output.stderr));
     let shown = vars.display();
     let expected = format!(
-        "not read: {shown}:13:13: gateways.public.tls.cert: /etc/postern/tls/public/tls.crt\n\
+        "warning: {shown}:36:3: app_config.litellm: no identities are configured \
+         (identities.machines, clients, jwt_issuers, signing, providers and users are all \
+         empty), so the public gate denies every request to litellm and every other enabled \
+         app; add one, such as a machine from `postern token new NAME`\n\
+         not read: {shown}:13:13: gateways.public.tls.cert: /etc/postern/tls/public/tls.crt\n\
          not read: {shown}:14:12: gateways.public.tls.key: /etc/postern/tls/public/tls.key\n\
          not read: {shown}:18:13: gateways.private.tls.cert: /etc/postern/tls/private/tls.crt\n\
          not read: {shown}:19:12: gateways.private.tls.key: /etc/postern/tls/private/tls.key\n\
@@ -889,6 +897,7 @@ gateways:
   public:
     listen: 127.0.0.1:28080
 identities:
+  machines: [{name: ci, token_sha256: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa}]
   sessions:
     keys:
       - file: /run/secrets/session-key
@@ -907,7 +916,7 @@ app_config:
         &stderr,
         &path,
         &[(
-            14,
+            15,
             15,
             "app_config.web.upstream",
             "the scheme is missing; write http://127.0.0.1:28101",
@@ -927,7 +936,7 @@ app_config:
     assert_eq!(
         text(&output.stderr),
         format!(
-            "not read: {}:10:9: identities.sessions.keys[0]: /run/secrets/session-key\n",
+            "not read: {}:11:9: identities.sessions.keys[0]: /run/secrets/session-key\n",
             path.display()
         )
     );

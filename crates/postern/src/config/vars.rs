@@ -19,6 +19,7 @@ mod scalars;
 mod settings;
 mod signin;
 mod users;
+mod warnings;
 
 use scalars::{
     parse_app_name, parse_cidr, parse_hostname, parse_listen, parse_name, parse_region,
@@ -147,6 +148,7 @@ fn decode_root(
     if let Some(sessions) = &mut identities.identity.sessions {
         sessions.secure = gateways.public.tls.is_some();
     }
+    warn_unlikely_settings(d, &top, &gateways, &identities, &apps);
 
     Some(Config {
         source: PathBuf::new(),
@@ -206,41 +208,39 @@ fn check_references(
         check_listeners_distinct(d, &gateways.public, private.as_ref(), gateways.admin, top);
     }
     if let (Some(None), Some(app_config)) = (&private, apps) {
-        warn_private_apps_unserved(d, &app_config.apps, app_config_node);
+        warnings::warn_private_apps_unserved(d, &app_config.apps, app_config_node);
     }
     private
 }
 
-/// Warns about each enabled app that allows the private gate while that
-/// gate is disabled. Nothing serves the app there, which is safe but most
-/// likely not what was meant.
-fn warn_private_apps_unserved(
+/// Warns about settings that are valid but most likely not what was meant,
+/// once every section has decoded.
+fn warn_unlikely_settings(
     d: &mut Decoder,
+    top: &Mapping<'_>,
+    gateways: &Gateways,
+    identities: &identities::Decoded,
     apps: &BTreeMap<String, App>,
-    app_config: Option<&tree::Node>,
 ) {
-    let wanted = apps
-        .values()
-        .filter(|a| a.enabled && a.allow_private_gateway);
-    for app in wanted {
-        let Some(node) = app_config
-            .and_then(|n| n.get(&app.name))
-            .and_then(|n| n.get("settings"))
-            .and_then(|n| n.get("allow_private_gateway"))
-        else {
-            continue;
-        };
-        d.warn_at(
-            node.line,
-            node.column,
-            &format!("app_config.{}.settings.allow_private_gateway", app.name),
-            format!(
-                "the private gate is disabled, so no listener serves {} privately; set \
-                 app_config.istio.private_gateway.enabled: true, or remove this setting",
-                app.name
-            ),
-        );
+    let app_config = top.get("app_config").map(|(_, n)| n);
+    warnings::warn_no_identities(
+        d,
+        &identities.machines,
+        &identities.identity,
+        apps,
+        app_config,
+    );
+    let gates = top.get("gateways").map(|(_, n)| n);
+    warnings::warn_trust_everyone(
+        d,
+        "public",
+        &gateways.public,
+        gates.and_then(|n| n.get("public")),
+    );
+    if let Some(private) = &gateways.private {
+        warnings::warn_trust_everyone(d, "private", private, gates.and_then(|n| n.get("private")));
     }
+    warnings::warn_total_before_headers(d, apps, app_config);
 }
 
 /// Checks that no app takes `auth.<hostname>`, where postern serves its

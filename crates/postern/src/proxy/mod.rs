@@ -310,7 +310,7 @@ async fn decide(
     record.host = facts.host;
     if let Some(route) = &facts.route {
         record.app = Some(route.app.clone());
-        record.metrics = Some(route.metrics(conn.gate).clone());
+        record.metrics = route.metrics(conn.gate).cloned();
     }
     if let Some(identity) = facts.identity {
         record.set_identity(&identity);

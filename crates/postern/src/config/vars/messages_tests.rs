@@ -277,7 +277,10 @@ fn private_app_without_private_gate_warns() {
     enabled: false
     settings:
       allow_private_gateway: true
-"
+identities:
+  machines: [{{name: ci, token_sha256: {}}}]
+",
+        "a".repeat(64)
     );
     let config = Config::from_text(Path::new("vars.yaml"), &text).unwrap();
     assert_eq!(
@@ -393,4 +396,54 @@ app_config:
              gateways.private is missing; add gateways.private.listen or set enabled: false"
         ]
     );
+}
+
+#[test]
+fn risky_settings_warned() {
+    let text = "\
+cluster: {hostname: example.test, region: us-east-1}
+gateways:
+  public:
+    listen: 127.0.0.1:18080
+    proxy_protocol: {trusted_sources: [10.0.0.0/8, \"::/0\"]}
+    forwarded_headers: {trusted_sources: [0.0.0.0/0]}
+app_config:
+  off:
+    enabled: false
+  web:
+    enabled: true
+    upstream: http://127.0.0.1:3000
+    timeouts: {response_headers: 30s, total: 10s}
+";
+    let config = Config::from_text(Path::new("vars.yaml"), text).unwrap();
+    assert_eq!(
+        shown(&config.warnings),
+        [
+            "vars.yaml:5:52: gateways.public.proxy_protocol.trusted_sources[1]: ::/0 trusts \
+             every client, so any client can send a PROXY header and claim any source address \
+             or VPC endpoint; list only the networks of your load balancers or proxies",
+            "vars.yaml:6:43: gateways.public.forwarded_headers.trusted_sources[0]: 0.0.0.0/0 \
+             trusts every client, so any client can set X-Forwarded-For and X-Request-Id and \
+             spoof its address in the access log and to apps; list only the networks of your \
+             load balancers or proxies",
+            "vars.yaml:10:3: app_config.web: no identities are configured (identities.machines, \
+             clients, jwt_issuers, signing, providers and users are all empty), so the public \
+             gate denies every request to web and every other enabled app; add one, such as a \
+             machine from `postern token new NAME`",
+            "vars.yaml:13:46: app_config.web.timeouts.total: total (10s) is shorter than \
+             response_headers (30s), so the response_headers timeout never fires; raise \
+             total, or lower response_headers below it",
+        ]
+    );
+
+    // With an identity, a narrow trust list and a longer total: no warning.
+    let calm = format!(
+        "{}identities:\n  machines: [{{name: ci, token_sha256: {}}}]\n",
+        text.replace("\"::/0\"", "\"fd00::/8\"")
+            .replace("0.0.0.0/0", "10.1.0.0/16")
+            .replace("total: 10s", "total: 60s"),
+        "a".repeat(64)
+    );
+    let config = Config::from_text(Path::new("vars.yaml"), &calm).unwrap();
+    assert!(config.warnings.is_empty(), "{:?}", config.warnings);
 }
