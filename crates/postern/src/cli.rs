@@ -36,7 +36,7 @@ pub enum Command {
         gate: GateSelection,
         /// Worker threads, each with its own share of the connections
         /// [default: one per CPU this process may use].
-        #[arg(long, value_name = "N")]
+        #[arg(long, value_name = "N", value_parser = parse_workers)]
         workers: Option<std::num::NonZeroUsize>,
     },
     /// Validate a vars file and the endpoints file it names.
@@ -50,6 +50,12 @@ pub enum Command {
         /// The vars file, as `serve` takes it.
         #[arg(long, short = 'c', value_name = "FILE", conflicts_with = "file")]
         config: Option<PathBuf>,
+        /// Validate everything except the files that the vars file names
+        /// (TLS files, secret files, the endpoints file), and list each of
+        /// them as not read. For CI of a GitOps repository, where those
+        /// files exist only in the cluster.
+        #[arg(long)]
+        skip_files: bool,
     },
     /// Write Kubernetes manifests for the gates that a vars file describes.
     ///
@@ -229,4 +235,14 @@ pub fn run_reconcile(args: &[std::ffi::OsString]) -> Result<std::process::ExitCo
             .unwrap_or(1);
         Ok(std::process::ExitCode::from(code))
     }
+}
+
+/// Parses `--workers`, with an error that states the number must be at
+/// least 1 instead of the standard library's error for zero.
+fn parse_workers(text: &str) -> Result<std::num::NonZeroUsize, String> {
+    let n: usize = text
+        .parse()
+        .map_err(|_| "expected a whole number of worker threads, such as 4".to_owned())?;
+    std::num::NonZeroUsize::new(n)
+        .ok_or_else(|| "the number of worker threads must be at least 1".to_owned())
 }

@@ -22,6 +22,7 @@
 //! - [`quickstart`]: the embedded demo.
 //! - [`render`]: Kubernetes manifests for a vars file.
 //! - [`explain`]: the decision for a described request, without a server.
+//! - [`redact`]: masking of secrets in printed and logged text.
 
 #![forbid(unsafe_code)]
 
@@ -37,6 +38,7 @@ pub mod passwd;
 pub mod policy;
 pub mod proxy;
 pub mod quickstart;
+pub mod redact;
 pub mod render;
 pub mod routing;
 pub mod runtime;

@@ -18,13 +18,20 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     server::tls::install_crypto_provider();
     match cli.command {
-        Command::Check { file, config } => match file.or(config) {
+        Command::Check {
+            file,
+            config,
+            skip_files,
+        } => match file.or(config) {
+            Some(file) if skip_files => check_without_files(&file),
             Some(file) => check(&file),
             None => ExitCode::from(2),
         },
         Command::Relay(args) => {
             telemetry::init_logging();
-            run(async move { quickstart::nlb::relay_command(args).await })
+            run("the relay", async move {
+                quickstart::nlb::relay_command(args).await
+            })
         }
         Command::Explain(args) => postern::explain::run(args),
         Command::Token {
@@ -48,9 +55,9 @@ fn main() -> ExitCode {
                 workers.map_or_else(postern::runtime::workers::default_count, usize::from),
             );
             let _access_log = telemetry::access::init();
-            run(
-                async move { serve::serve(&config, gate, serve::termination_signal(), |_| {}).await },
-            )
+            run("postern", async move {
+                serve::serve(&config, gate, serve::termination_signal(), |_| {}).await
+            })
         }
         Command::Render {
             config,
@@ -69,7 +76,7 @@ fn main() -> ExitCode {
             telemetry::init_logging();
             postern::runtime::workers::set_count(postern::runtime::workers::default_count());
             let _access_log = telemetry::access::init();
-            run(quickstart::run(port))
+            run("postern", quickstart::run(port))
         }
     }
 }
@@ -111,12 +118,48 @@ fn check(file: &std::path::Path) -> ExitCode {
             );
             ExitCode::SUCCESS
         }
-        Err(problems) => {
-            eprint!("{problems}");
-            eprintln!("{} found", problems.count_text());
-            ExitCode::FAILURE
-        }
+        Err(problems) => report_problems(&problems),
     }
+}
+
+/// Validates a vars file as `check --skip-files` does, and lists each file
+/// that it names as not read.
+fn check_without_files(file: &std::path::Path) -> ExitCode {
+    match serve::load_without_files(file) {
+        Ok(config) => {
+            for warning in &config.warnings {
+                eprintln!("warning: {warning}");
+            }
+            for unread in &config.unread_files {
+                eprintln!("not read: {unread}");
+            }
+            let apps = counted(config.enabled_apps().count(), "enabled app");
+            let private = match &config.private {
+                Some(p) => format!(
+                    "private gate on {} ({})",
+                    p.gate.listen,
+                    counted(p.allowed_principals.len(), "allowed principal"),
+                ),
+                None => "private gate disabled".to_owned(),
+            };
+            println!(
+                "{}: valid except the files it names: {apps}, public gate on {}, {private}; \
+                 {} not read (--skip-files)",
+                file.display(),
+                config.public.listen,
+                counted(config.unread_files.len(), "file"),
+            );
+            ExitCode::SUCCESS
+        }
+        Err(problems) => report_problems(&problems),
+    }
+}
+
+/// Prints every problem and their count, for `check`.
+fn report_problems(problems: &postern::config::Problems) -> ExitCode {
+    eprint!("{problems}");
+    eprintln!("{} found", problems.count_text());
+    ExitCode::FAILURE
 }
 
 /// Counts things in words, such as `1 endpoint` or `2 endpoints`.
@@ -157,7 +200,9 @@ fn render_manifests(
     }
 }
 
-fn run(future: impl std::future::Future<Output = Result<(), StartError>>) -> ExitCode {
+/// Runs a long-running command; `what` names it in the message when it
+/// fails to start.
+fn run(what: &str, future: impl std::future::Future<Output = Result<(), StartError>>) -> ExitCode {
     // The main runtime runs the admin listener, reloads and signals; the
     // gates run on worker threads of their own (runtime::workers).
     let runtime = match tokio::runtime::Builder::new_current_thread()
@@ -175,13 +220,13 @@ fn run(future: impl std::future::Future<Output = Result<(), StartError>>) -> Exi
         Err(StartError::Config(problems)) => {
             eprint!("{problems}");
             eprintln!(
-                "postern did not start: {} in the config",
+                "{what} did not start: {} in the config",
                 problems.count_text()
             );
             ExitCode::FAILURE
         }
         Err(error) => {
-            eprintln!("postern did not start: {error}");
+            eprintln!("{what} did not start: {error}");
             ExitCode::FAILURE
         }
     }

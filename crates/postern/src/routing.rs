@@ -45,8 +45,11 @@ pub struct Route {
     /// an upstream connection is only ever used by the worker that opened it
     /// (see [`crate::runtime::workers`]).
     clients: Box<[Pool]>,
-    /// Request metrics on the public and the private gate.
-    pub metrics: [Arc<RequestMetrics>; 2],
+    /// Request metrics on the public gate.
+    pub public_metrics: Arc<RequestMetrics>,
+    /// Request metrics on the private gate, only for an app that allows it,
+    /// so that /metrics shows no private-gate series for the other apps.
+    pub private_metrics: Option<Arc<RequestMetrics>>,
 }
 
 impl Route {
@@ -55,10 +58,12 @@ impl Route {
         &self.clients[workers::current() % self.clients.len()]
     }
 
-    pub fn metrics(&self, gate: Gate) -> &Arc<RequestMetrics> {
+    /// Returns the request metrics on `gate`, or `None` on the private gate
+    /// for an app that does not allow it (no private route leads there).
+    pub fn metrics(&self, gate: Gate) -> Option<&Arc<RequestMetrics>> {
         match gate {
-            Gate::Public => &self.metrics[0],
-            Gate::Private => &self.metrics[1],
+            Gate::Public => Some(&self.public_metrics),
+            Gate::Private => self.private_metrics.as_ref(),
         }
     }
 }
@@ -96,8 +101,10 @@ impl RouteTable {
                 clients: (0..workers::count())
                     .map(|_| Pool::new(upstream.authority.clone(), app.timeouts.connect))
                     .collect(),
-                metrics: [Gate::Public, Gate::Private]
-                    .map(|gate| Arc::new(RequestMetrics::new(gate, &app.name))),
+                public_metrics: Arc::new(RequestMetrics::new(Gate::Public, &app.name)),
+                private_metrics: app
+                    .allow_private_gateway
+                    .then(|| Arc::new(RequestMetrics::new(Gate::Private, &app.name))),
             });
             table
                 .public

@@ -730,6 +730,10 @@ app_config:
     upstream: http://127.0.0.1:28101
     settings:
       allow_private_gateway: true
+identities:
+  machines:
+    - name: ci
+      token_sha256: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa
 ";
     std::fs::write(&path, vars).unwrap();
 
@@ -791,4 +795,322 @@ fn serve_help_names_gate_values() {
     for value in ["all:", "public:", "private:"] {
         assert!(stdout.contains(value), "{value} in:\n{stdout}");
     }
+}
+
+/// A vars file that writes a password into the user info of each kind of
+/// URL it takes. Each is rejected, and no message may show the password.
+const SECRET_URLS_VARS: &str = "\
+cluster:
+  hostname: example.test
+  region: us-east-1
+gateways:
+  public:
+    listen: 127.0.0.1:28080
+identities:
+  jwt_issuers:
+    - name: dex
+      issuer: https://dex:hunter2secret@dex.example.test
+      audiences: [\"https://api:hunter2secret@api.example.test x\"]
+  sessions:
+    keys:
+      - file: session-key
+    redis:
+      url: redis://:hunter2secret@127.0.0.1:6379/0
+app_config:
+  web:
+    enabled: true
+    upstream: http://user:hunter2secret@127.0.0.1:1
+  wiki:
+    enabled: true
+    upstream: user:hunter2secret@127.0.0.1:2
+";
+
+#[test]
+fn url_passwords_never_shown() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("vars.yaml");
+    std::fs::write(&path, SECRET_URLS_VARS).unwrap();
+    std::fs::write(dir.path().join("session-key"), [7u8; 32]).unwrap();
+    let expected = [
+        (
+            10,
+            15,
+            "identities.jwt_issuers[0].issuer",
+            "invalid URL \"https://***@dex.example.test\": credentials in the URL are not \
+             allowed",
+        ),
+        (
+            11,
+            19,
+            "identities.jwt_issuers[0].audiences[0]",
+            "invalid audience \"https://***@api.example.test x\"",
+        ),
+        (
+            16,
+            12,
+            "identities.sessions.redis.url",
+            "invalid Redis URL \"redis://***@127.0.0.1:6379/0\": credentials in the URL are \
+             not allowed",
+        ),
+        (
+            20,
+            15,
+            "app_config.web.upstream",
+            "invalid upstream \"http://***@127.0.0.1:1\": credentials in the URL are not \
+             allowed",
+        ),
+        (
+            23,
+            15,
+            "app_config.wiki.upstream",
+            "invalid upstream \"***@127.0.0.1:2\"",
+        ),
+    ];
+
+    let check = postern(&["check", path.to_str().unwrap()]);
+    let serve = postern(&["serve", "--config", path.to_str().unwrap()]);
+
+    for (command, output) in [("check", &check), ("serve", &serve)] {
+        assert_eq!(output.status.code(), Some(1), "{command}");
+        let stdout = text(&output.stdout);
+        let stderr = text(&output.stderr);
+        assert!(
+            !stdout.contains("hunter2secret"),
+            "{command} stdout:\n{stdout}"
+        );
+        assert!(
+            !stderr.contains("hunter2secret"),
+            "{command} stderr:\n{stderr}"
+        );
+        assert_problems(&stderr, &path, &expected);
+    }
+    assert!(text(&serve.stderr).contains("postern did not start"));
+}
+
+#[test]
+fn check_skip_files_lists_unread() {
+    let vars = fixture("cluster-vars.yaml");
+
+    let output = postern(&["check", "--skip-files", vars.to_str().unwrap()]);
+
+    assert!(output.status.success(), "stderr: {}", text(&output.stderr));
+    let shown = vars.display();
+    let expected = format!(
+        "warning: {shown}:36:3: app_config.litellm: no identities are configured \
+         (identities.machines, clients, jwt_issuers, signing, providers and users are all \
+         empty), so the public gate denies every request to litellm and every other enabled \
+         app; add one, such as a machine from `postern token new NAME`\n\
+         not read: {shown}:13:13: gateways.public.tls.cert: /etc/postern/tls/public/tls.crt\n\
+         not read: {shown}:14:12: gateways.public.tls.key: /etc/postern/tls/public/tls.key\n\
+         not read: {shown}:18:13: gateways.private.tls.cert: /etc/postern/tls/private/tls.crt\n\
+         not read: {shown}:19:12: gateways.private.tls.key: /etc/postern/tls/private/tls.key\n\
+         not read: {shown}:27:19: privatelink.endpoints_file: /var/lib/postern/endpoints.yaml\n"
+    );
+    assert_eq!(text(&output.stderr), expected);
+    let stdout = text(&output.stdout);
+    assert!(
+        stdout.contains(": valid except the files it names: 2 enabled apps,"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("(2 allowed principals); 5 files not read (--skip-files)"),
+        "{stdout}"
+    );
+
+    // Without the option, check still reads the files and rejects them.
+    let output = postern(&["check", vars.to_str().unwrap()]);
+
+    assert_eq!(output.status.code(), Some(1));
+    let stderr = text(&output.stderr);
+    assert!(
+        stderr.contains(&format!(
+            "{shown}:13:13: gateways.public.tls.cert: cannot read /etc/postern/tls/public/tls.crt"
+        )),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn check_skip_files_keeps_other_checks() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("vars.yaml");
+    let vars = "\
+cluster:
+  hostname: example.test
+  region: us-east-1
+gateways:
+  public:
+    listen: 127.0.0.1:28080
+identities:
+  machines: [{name: ci, token_sha256: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa}]
+  sessions:
+    keys:
+      - file: /run/secrets/session-key
+app_config:
+  web:
+    enabled: true
+    upstream: 127.0.0.1:28101
+";
+    std::fs::write(&path, vars).unwrap();
+
+    let output = postern(&["check", "--skip-files", path.to_str().unwrap()]);
+
+    assert_eq!(output.status.code(), Some(1));
+    let stderr = text(&output.stderr);
+    assert_problems(
+        &stderr,
+        &path,
+        &[(
+            15,
+            15,
+            "app_config.web.upstream",
+            "the scheme is missing; write http://127.0.0.1:28101",
+        )],
+    );
+
+    // With the upstream fixed, the session key file is listed as not read.
+    std::fs::write(
+        &path,
+        vars.replace("127.0.0.1:28101", "http://127.0.0.1:28101"),
+    )
+    .unwrap();
+
+    let output = postern(&["check", "--skip-files", path.to_str().unwrap()]);
+
+    assert!(output.status.success(), "stderr: {}", text(&output.stderr));
+    assert_eq!(
+        text(&output.stderr),
+        format!(
+            "not read: {}:11:9: identities.sessions.keys[0]: /run/secrets/session-key\n",
+            path.display()
+        )
+    );
+}
+
+#[test]
+fn check_names_endpoints_file_given() {
+    let output = postern(&["check", fixture("endpoints.yaml").to_str().unwrap()]);
+
+    assert_eq!(output.status.code(), Some(1));
+    let expected = format!(
+        "{}:3:1: endpoints: this is an endpoints file (its top-level key is `endpoints`), not a vars \
+         file; check the vars file whose privatelink.endpoints_file names it, which checks \
+         both\n1 problem found\n",
+        fixture("endpoints.yaml").display()
+    );
+    assert_eq!(text(&output.stderr), expected);
+}
+
+#[test]
+fn check_places_missing_endpoints_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("vars.yaml");
+    let vars = "\
+cluster:
+  hostname: example.test
+  region: us-east-1
+gateways:
+  public:
+    listen: 127.0.0.1:28080
+  private:
+    listen: 127.0.0.1:28081
+privatelink:
+  endpoints_file: nothere.yaml
+app_config:
+  istio:
+    private_gateway:
+      enabled: true
+";
+    let missing = dir.path().join("nothere.yaml");
+    let expected = format!(
+        "{}:10:19: privatelink.endpoints_file: cannot read the endpoints file {}: No such \
+         file or directory (os error 2); postern reconcile writes it, or create it with \
+         `endpoints: []`\n",
+        path.display(),
+        missing.display()
+    );
+
+    // Both with a valid vars file and with one that has problems of its own.
+    for (vars, count) in [
+        (vars.to_owned(), "1 problem"),
+        (vars.replace("us-east-1", "europe"), "2 problems"),
+    ] {
+        std::fs::write(&path, vars).unwrap();
+
+        let output = postern(&["check", path.to_str().unwrap()]);
+
+        assert_eq!(output.status.code(), Some(1));
+        let stderr = text(&output.stderr);
+        assert!(stderr.contains(&expected), "{stderr}");
+        assert!(stderr.ends_with(&format!("\n{count} found\n")), "{stderr}");
+    }
+}
+
+#[test]
+fn serve_names_admin_address_fix() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("vars.yaml");
+    // 192.0.2.1 (TEST-NET-1) is assigned to no interface here, so binding
+    // it fails with EADDRNOTAVAIL. Binding sends no packet.
+    let vars = "\
+cluster:
+  hostname: example.test
+  region: us-east-1
+gateways:
+  public:
+    listen: 127.0.0.1:0
+  admin:
+    listen: 192.0.2.1:19901
+app_config: {}
+";
+    std::fs::write(&path, vars).unwrap();
+
+    let output = postern(&["serve", path.to_str().unwrap()]);
+
+    assert_eq!(output.status.code(), Some(1));
+    let stderr = text(&output.stderr);
+    assert!(
+        stderr.contains(
+            "192.0.2.1 is not an address of this host; set gateways.admin.listen to \
+             127.0.0.1:19901, or to the pod IP when a scraper outside the pod reads /metrics \
+             (this host has 127.0.0.1:19901"
+        ),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("; avoid 0.0.0.0, which exposes the admin endpoints on every interface"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn relay_and_workers_errors_named() {
+    let output = postern(&[
+        "relay",
+        "--listen",
+        "127.0.0.1:0",
+        "--to",
+        "127.0.0.1:1",
+        "--endpoint-id",
+        "vpce-XYZ",
+    ]);
+
+    assert_eq!(output.status.code(), Some(1));
+    let stderr = text(&output.stderr);
+    assert!(
+        stderr.starts_with("the relay did not start: invalid VPC endpoint id \"vpce-XYZ\""),
+        "{stderr}"
+    );
+
+    let output = postern(&["serve", "--workers", "0", "vars.yaml"]);
+
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = text(&output.stderr);
+    assert!(
+        stderr.contains(
+            "invalid value '0' for '--workers <N>': the number of worker threads must be at \
+             least 1"
+        ),
+        "{stderr}"
+    );
 }

@@ -232,8 +232,12 @@ async fn serve_names_unavailable_address() {
     assert!(
         stderr.contains(
             "192.0.2.1 is not an address of this host; set gateways.private.listen to an \
-             address of one of its interfaces, or 0.0.0.0:18081 for all of them"
+             address of this host (this host has 127.0.0.1:18081"
         ),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("), or 0.0.0.0:18081 for all of them"),
         "{stderr}"
     );
     assert!(!stderr.contains("free the port"), "{stderr}");

@@ -271,6 +271,13 @@ async fn revoked_request_logs_host() {
         .unwrap();
     let response = read_one_response(&mut stream).await;
     assert_eq!(response.status, 403);
+    assert_eq!(response.json()["error"], "admission_revoked");
+    assert_eq!(
+        response.json()["message"],
+        "a config change revoked this connection's admission: its VPC endpoint, account or \
+         source network is no longer allowed, so reconnecting does not help; check the \
+         endpoints file, allowed_principals and vpc_cidrs"
+    );
 
     let line = gateway
         .wait_for_access_log("the revoked request", |l| l["path"] == "/after")

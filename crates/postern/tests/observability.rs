@@ -307,3 +307,29 @@ async fn request_abandoned_before_response_logged_499() {
     assert_eq!(line["decision"], "error");
     assert_eq!(line["identity"], MACHINE);
 }
+
+#[tokio::test]
+async fn private_series_only_for_opted_apps() {
+    let echo = EchoServer::start().await;
+    let gateway = GatewaySpec::new()
+        .app(AppSpec::new("inside", echo.addr).private())
+        .app(AppSpec::new("outside", echo.addr))
+        .start()
+        .await;
+
+    let text = gateway.metrics().await;
+
+    for (gate, app, present) in [
+        ("public", "inside", true),
+        ("private", "inside", true),
+        ("public", "outside", true),
+        ("private", "outside", false),
+    ] {
+        let series = format!("postern_requests_total{{gate=\"{gate}\",app=\"{app}\"");
+        assert_eq!(
+            text.contains(&series),
+            present,
+            "{series} present: expected {present}, in:\n{text}"
+        );
+    }
+}

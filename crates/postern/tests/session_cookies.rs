@@ -159,6 +159,17 @@ async fn two_different_sessions_count_as_none() {
         c.starts_with("_postern=;") && c.contains("Path=/app;") && c.contains("Domain=example.test")
     });
     assert!(domain, "no cluster-domain removal at /app in {cleared:?}");
+    for (i, cookie) in cleared.iter().enumerate() {
+        assert!(
+            !cleared[..i].contains(cookie),
+            "{cookie:?} is sent twice in {cleared:?}"
+        );
+    }
+    assert_eq!(
+        response.json()["message"],
+        "the request carries two different session cookies of this gateway, so neither \
+         counts; this response clears them, so sign in again"
+    );
 
     // A browser navigation with the same cookies is sent to sign in.
     let navigation = get(

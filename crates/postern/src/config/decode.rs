@@ -50,6 +50,12 @@ pub struct Decoder {
     /// Settings that are valid but most likely not what was meant, such as
     /// an app on a private gate that is disabled. They stop nothing.
     pub warnings: Vec<Problem>,
+    /// Whether files that the config names (TLS files, secret files) are
+    /// left unread, as `check --skip-files` requests.
+    pub skip_files: bool,
+    /// The files left unread because of `skip_files`, each at the value that
+    /// names it, with the path as the message.
+    pub unread: Vec<Problem>,
 }
 
 // === impl Problem ===
@@ -183,7 +189,25 @@ impl Decoder {
             file: file.to_owned(),
             problems: Vec::new(),
             warnings: Vec::new(),
+            skip_files: false,
+            unread: Vec::new(),
         }
+    }
+
+    /// Returns true, and records the file as unread, when files named by
+    /// the config are skipped.
+    pub fn skips_file(&mut self, at: Cursor<'_>, file: &Path) -> bool {
+        if !self.skip_files {
+            return false;
+        }
+        self.unread.push(Problem {
+            file: self.file.clone(),
+            line: at.node.line,
+            column: at.node.column,
+            path: at.path.to_owned(),
+            message: file.display().to_string(),
+        });
+        true
     }
 
     /// Parses a YAML document, or records why it cannot be read: a syntax
@@ -192,12 +216,14 @@ impl Decoder {
         let root = match tree::parse(text) {
             Ok(root) => root,
             Err(e) => {
-                let (line, column) = e
+                let (mut line, mut column) = e
                     .location()
                     .map(|l| (l.line(), l.column()))
                     .unwrap_or((0, 0));
-                let mut message = format!("invalid YAML: {}", tree::describe_error(&e));
-                if indented_with_tab(text, line) {
+                let description = tree::describe_error(&e);
+                let mut message = format!("invalid YAML: {description}");
+                if let Some(tab) = find_tab(text, line, description.contains("tab")) {
+                    (line, column) = tab;
                     message
                         .push_str("; indent with spaces, because YAML does not allow tabs there");
                 }
@@ -401,7 +427,7 @@ impl Decoder {
         match parse(&text) {
             Ok(value) => Some(value),
             Err(message) => {
-                self.report(at, message);
+                self.report(at, mask_url_in(message, &text));
                 None
             }
         }
@@ -427,23 +453,51 @@ impl Decoder {
     }
 }
 
-/// Checks whether the 1-based `line` of `text` is indented with a tab, or,
-/// for an error without a line, whether any line is.
-fn indented_with_tab(text: &str, line: u64) -> bool {
-    let indent_has_tab = |l: &str| {
+/// Finds the tab that a YAML error at the 1-based `line` is about, and
+/// returns its line and column. The parser's mark can sit at the end of
+/// the line before the tab (as for "while scanning a plain scalar, found a
+/// tab"), so the tab is looked for in the indentation of the mark's line
+/// and the next one, and, when the parser's message names a tab
+/// (`names_tab`), anywhere from the mark's line on. An error without a
+/// line (0) is searched from the first line.
+fn find_tab(text: &str, line: u64, names_tab: bool) -> Option<(u64, u64)> {
+    let first = line.max(1) as usize - 1;
+    let near = if line == 0 { usize::MAX } else { 2 };
+    let indent_tab = |l: &str| {
         l.chars()
             .take_while(|c| c.is_whitespace())
-            .any(|c| c == '\t')
+            .position(|c| c == '\t')
     };
-    match line {
-        0 => text.lines().any(indent_has_tab),
-        n => text.lines().nth(n as usize - 1).is_some_and(indent_has_tab),
+    let any_tab = |l: &str| l.chars().position(|c| c == '\t');
+
+    let lines = text.lines().enumerate().skip(first);
+    let mut found = lines
+        .clone()
+        .take(near)
+        .find_map(|(i, l)| Some((i, indent_tab(l)?)));
+    if found.is_none() && names_tab {
+        found = lines.clone().find_map(|(i, l)| Some((i, any_tab(l)?)));
     }
+    found.map(|(i, column)| (i as u64 + 1, column as u64 + 1))
 }
 
-/// Shows a scalar in an error message, or names the node's type.
+/// Replaces `text` in `message` with `text` without user info when `text`
+/// is a URL, in case a parser echoed a URL's password.
+fn mask_url_in(message: String, text: &str) -> String {
+    let masked = crate::redact::url_userinfo(text);
+    if !text.contains("://") || masked == text {
+        return message;
+    }
+    message
+        .replace(&format!("{text:?}"), &format!("{masked:?}"))
+        .replace(text, &masked)
+}
+
+/// Shows a scalar in an error message, or names the node's type. A URL is
+/// shown without its user info.
 fn describe(node: &Node) -> String {
     match &node.value {
+        Value::String(s) if s.contains("://") => format!("{:?}", crate::redact::url_userinfo(s)),
         Value::String(s) => format!("{s:?}"),
         Value::Integer(n) => n.to_string(),
         Value::Float(n) => n.to_string(),

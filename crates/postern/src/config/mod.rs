@@ -74,6 +74,23 @@ pub struct Config {
     /// Settings that are valid but most likely not what was meant, with
     /// their place in the file. `check` prints them and `serve` logs them.
     pub warnings: Vec<Problem>,
+    /// Files that the vars file names but that were not read, because of
+    /// [`FileReads::None`], each at the value that names it.
+    pub unread_files: Vec<Problem>,
+}
+
+/// The set of files, among those a vars file names, that decoding reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FileReads {
+    /// Every file: the TLS files and the secret files.
+    All,
+    /// Every file but the TLS files, for tools that run where those are not
+    /// mounted, such as render and the reconcile job.
+    AllButTls,
+    /// No file, for `check --skip-files` in a GitOps repository's CI, where
+    /// the files mounted in the cluster do not exist. Each is listed in
+    /// [`Config::unread_files`].
+    None,
 }
 
 #[derive(Debug, Clone)]
@@ -184,7 +201,7 @@ impl Config {
 
     /// Validates vars text as if it were read from `path`.
     pub fn from_text(path: &Path, text: &str) -> Result<Config, Problems> {
-        vars::decode(path, text, vars::TlsCheck::Read)
+        vars::decode(path, text, FileReads::All)
     }
 
     /// Reads and validates a vars file like [`Config::load`], but leaves the
@@ -198,7 +215,15 @@ impl Config {
     /// Validates vars text like [`Config::from_text`], but leaves the TLS
     /// files unread, as [`Config::load_without_tls_files`] does.
     pub fn from_text_without_tls_files(path: &Path, text: &str) -> Result<Config, Problems> {
-        vars::decode(path, text, vars::TlsCheck::Skip)
+        vars::decode(path, text, FileReads::AllButTls)
+    }
+
+    /// Reads and validates a vars file, but reads none of the files it
+    /// names, as `check --skip-files` does. [`Config::unread_files`] lists
+    /// them.
+    pub fn load_without_files(path: &Path) -> Result<Config, Problems> {
+        let text = read_text(path)?;
+        vars::decode(path, &text, FileReads::None)
     }
 
     /// Enabled apps only.
@@ -221,11 +246,35 @@ fn read_text(path: &Path) -> Result<String, Problems> {
 
 /// Finds the endpoints file that a vars file names, even when the vars file
 /// has other problems, so `postern check` can report the problems of both.
-pub fn named_endpoints_file(vars: &Path) -> Option<PathBuf> {
+pub fn named_endpoints_file(vars: &Path) -> Option<EndpointsFile> {
     let text = std::fs::read_to_string(vars).ok()?;
     let root = tree::parse(&text).ok()?;
-    let name = root.get("privatelink")?.get("endpoints_file")?.as_str()?;
-    Some(vars.parent().unwrap_or(Path::new(".")).join(name))
+    let node = root.get("privatelink")?.get("endpoints_file")?;
+    Some(EndpointsFile {
+        path: vars.parent().unwrap_or(Path::new(".")).join(node.as_str()?),
+        line: node.line,
+        column: node.column,
+    })
+}
+
+// === impl EndpointsFile ===
+
+impl EndpointsFile {
+    /// Loads the endpoints file. A file that cannot be read is reported in
+    /// `vars`, at the value that names it, as every other problem is.
+    pub fn load(&self, vars: &Path) -> Result<Endpoints, Problems> {
+        Endpoints::load(&self.path).map_err(|mut problems| {
+            for problem in &mut problems.0 {
+                if problem.line == 0 {
+                    problem.file = vars.to_owned();
+                    problem.line = self.line;
+                    problem.column = self.column;
+                    problem.path = "privatelink.endpoints_file".into();
+                }
+            }
+            problems
+        })
+    }
 }
 
 // === impl AppTimeouts ===

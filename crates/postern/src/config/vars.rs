@@ -11,6 +11,7 @@ use super::decode::{Cursor, Decoder, Mapping, join};
 use super::identity::IdentityConfig;
 use super::tree;
 use super::*;
+use crate::policy::access::AccessRules;
 
 mod identities;
 mod redis;
@@ -18,6 +19,7 @@ mod scalars;
 mod settings;
 mod signin;
 mod users;
+mod warnings;
 
 use scalars::{
     parse_app_name, parse_cidr, parse_hostname, parse_listen, parse_name, parse_region,
@@ -30,16 +32,20 @@ const DEFAULT_ADMIN_LISTEN: &str = "127.0.0.1:9901";
 
 /// Whether decoding reads the TLS files that the vars file names.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum TlsCheck {
+enum TlsCheck {
     /// Reads and parses the certificate and key, as a gate needs them.
     Read,
-    /// Keeps the paths unread, for tools that run where the files are not
-    /// mounted, such as the reconcile job.
+    /// Keeps the paths unread.
     Skip,
 }
 
-pub(super) fn decode(path: &Path, text: &str, tls_check: TlsCheck) -> Result<Config, Problems> {
+pub(super) fn decode(path: &Path, text: &str, reads: FileReads) -> Result<Config, Problems> {
     let mut d = Decoder::new(path);
+    d.skip_files = reads == FileReads::None;
+    let tls_check = match reads {
+        FileReads::All => TlsCheck::Read,
+        FileReads::AllButTls | FileReads::None => TlsCheck::Skip,
+    };
     let Some(root) = d.parse_document(text) else {
         return Err(Problems(d.problems));
     };
@@ -51,6 +57,7 @@ pub(super) fn decode(path: &Path, text: &str, tls_check: TlsCheck) -> Result<Con
             config.source = path.to_owned();
             d.warnings.sort_by_key(|w| (w.line, w.column));
             config.warnings = d.warnings;
+            config.unread_files = d.unread;
             Ok(config)
         }
         _ => {
@@ -70,6 +77,22 @@ fn decode_root(
         d.report(
             at,
             "the vars file is empty; it needs at least cluster, gateways and app_config",
+        );
+        return None;
+    }
+    let endpoints_key = match &at.node.value {
+        tree::Value::Mapping(entries) => entries.iter().find(|(k, _)| k.name == "endpoints"),
+        _ => None,
+    };
+    if let Some((key, _)) = endpoints_key
+        && at.node.get("cluster").is_none()
+    {
+        d.report_at(
+            key.line,
+            key.column,
+            "endpoints",
+            "this is an endpoints file (its top-level key is `endpoints`), not a vars file; \
+             check the vars file whose privatelink.endpoints_file names it, which checks both",
         );
         return None;
     }
@@ -106,37 +129,26 @@ fn decode_root(
         None => Some(Limits::default()),
     };
 
-    let (cluster, gateways, endpoints_file, mut identities, (apps, private_switch), limits) = (
-        cluster?,
-        gateways?,
-        endpoints_file?,
-        identities?,
-        apps?,
-        limits?,
+    let private = check_references(
+        d,
+        &top,
+        cluster.as_ref(),
+        gateways.as_ref(),
+        endpoints_file,
+        identities.as_ref(),
+        apps.as_ref(),
     );
+
+    let (cluster, gateways, mut identities, app_config, limits, private) =
+        (cluster?, gateways?, identities?, apps?, limits?, private?);
+    if !app_config.complete {
+        return None;
+    }
+    let apps = app_config.apps;
     if let Some(sessions) = &mut identities.identity.sessions {
         sessions.secure = gateways.public.tls.is_some();
     }
-    check_auth_host_free(d, &identities.identity, &apps, &top);
-    settings::check_machine_rules(
-        d,
-        &apps,
-        &identities.machines,
-        &identities.identity,
-        top.get("app_config").map(|(_, n)| n),
-    );
-    settings::check_signing_audience(
-        d,
-        &apps,
-        &identities.identity,
-        &cluster.hostname,
-        top.get("identities").map(|(_, n)| n),
-    );
-    let private = assemble_private(d, gateways.private, private_switch, endpoints_file)?;
-    check_listeners_distinct(d, &gateways.public, private.as_ref(), gateways.admin, &top);
-    if private.is_none() {
-        warn_private_apps_unserved(d, &apps, top.get("app_config").map(|(_, n)| n));
-    }
+    warn_unlikely_settings(d, &top, &gateways, &identities, &apps);
 
     Some(Config {
         source: PathBuf::new(),
@@ -149,39 +161,86 @@ fn decode_root(
         apps,
         limits,
         warnings: Vec::new(),
+        unread_files: Vec::new(),
     })
 }
 
-/// Warns about each enabled app that allows the private gate while that
-/// gate is disabled. Nothing serves the app there, which is safe but most
-/// likely not what was meant.
-fn warn_private_apps_unserved(
+/// Runs the checks across sections on whatever decoded, so that they are
+/// reported in the same run as the problems of single values. A check is
+/// skipped only when a side it refers to failed to decode. Returns the
+/// private gate, or `None` when it cannot be assembled.
+fn check_references(
     d: &mut Decoder,
-    apps: &BTreeMap<String, App>,
-    app_config: Option<&tree::Node>,
-) {
-    let wanted = apps
-        .values()
-        .filter(|a| a.enabled && a.allow_private_gateway);
-    for app in wanted {
-        let Some(node) = app_config
-            .and_then(|n| n.get(&app.name))
-            .and_then(|n| n.get("settings"))
-            .and_then(|n| n.get("allow_private_gateway"))
-        else {
-            continue;
-        };
-        d.warn_at(
-            node.line,
-            node.column,
-            &format!("app_config.{}.settings.allow_private_gateway", app.name),
-            format!(
-                "the private gate is disabled, so no listener serves {} privately; set \
-                 app_config.istio.private_gateway.enabled: true, or remove this setting",
-                app.name
-            ),
+    top: &Mapping<'_>,
+    cluster: Option<&Cluster>,
+    gateways: Option<&Gateways>,
+    endpoints_file: Option<Option<EndpointsFile>>,
+    identities: Option<&identities::Decoded>,
+    apps: Option<&AppConfig>,
+) -> Option<Option<PrivateGate>> {
+    let app_config_node = top.get("app_config").map(|(_, n)| n);
+    if let (Some(app_config), Some(identities)) = (apps, identities) {
+        check_auth_host_free(d, &identities.identity, &app_config.access, top);
+        settings::check_machine_rules(
+            d,
+            &app_config.access,
+            &identities.machines,
+            &identities.identity,
+            app_config_node,
         );
+        if let Some(cluster) = cluster {
+            settings::check_signing_audience(
+                d,
+                &app_config.access,
+                &identities.identity,
+                &cluster.hostname,
+                top.get("identities").map(|(_, n)| n),
+            );
+        }
     }
+    let private = match (gateways, apps.map(|a| &a.switch), endpoints_file) {
+        (Some(gateways), Some(Some(switch)), Some(endpoints_file)) => {
+            assemble_private(d, gateways.private.clone(), switch.clone(), endpoints_file)
+        }
+        _ => None,
+    };
+    if let (Some(gateways), Some(private)) = (gateways, &private) {
+        check_listeners_distinct(d, &gateways.public, private.as_ref(), gateways.admin, top);
+    }
+    if let (Some(None), Some(app_config)) = (&private, apps) {
+        warnings::warn_private_apps_unserved(d, &app_config.apps, app_config_node);
+    }
+    private
+}
+
+/// Warns about settings that are valid but most likely not what was meant,
+/// once every section has decoded.
+fn warn_unlikely_settings(
+    d: &mut Decoder,
+    top: &Mapping<'_>,
+    gateways: &Gateways,
+    identities: &identities::Decoded,
+    apps: &BTreeMap<String, App>,
+) {
+    let app_config = top.get("app_config").map(|(_, n)| n);
+    warnings::warn_no_identities(
+        d,
+        &identities.machines,
+        &identities.identity,
+        apps,
+        app_config,
+    );
+    let gates = top.get("gateways").map(|(_, n)| n);
+    warnings::warn_trust_everyone(
+        d,
+        "public",
+        &gateways.public,
+        gates.and_then(|n| n.get("public")),
+    );
+    if let Some(private) = &gateways.private {
+        warnings::warn_trust_everyone(d, "private", private, gates.and_then(|n| n.get("private")));
+    }
+    warnings::warn_total_before_headers(d, apps, app_config);
 }
 
 /// Checks that no app takes `auth.<hostname>`, where postern serves its
@@ -189,7 +248,7 @@ fn warn_private_apps_unserved(
 fn check_auth_host_free(
     d: &mut Decoder,
     identity: &IdentityConfig,
-    apps: &BTreeMap<String, App>,
+    apps: &BTreeMap<String, AccessRules>,
     top: &Mapping<'_>,
 ) {
     if !identity.serves_auth_host() || !apps.contains_key(AUTH_APP_NAME) {
@@ -216,6 +275,7 @@ fn check_auth_host_free(
 }
 
 /// The `istio.private_gateway` switch as written in `app_config`.
+#[derive(Clone)]
 struct PrivateSwitch {
     enabled: bool,
     principals: Vec<Principal>,
@@ -353,7 +413,7 @@ fn tls(d: &mut Decoder, at: Cursor<'_>, base: &Path, tls_check: TlsCheck) -> Opt
     let mut file = |key: &str| {
         let (p, n) = required(d, &map, key)?;
         let path = base.join(d.string(p.cursor(n))?);
-        if tls_check == TlsCheck::Skip {
+        if d.skips_file(p.cursor(n), &path) || tls_check == TlsCheck::Skip {
             return Some(path);
         }
         if let Err(e) = std::fs::metadata(&path) {
@@ -397,12 +457,22 @@ fn privatelink(d: &mut Decoder, at: Cursor<'_>, base: &Path) -> Option<Option<En
     }))
 }
 
-fn app_config(
-    d: &mut Decoder,
-    at: Cursor<'_>,
-) -> Option<(BTreeMap<String, App>, Option<PrivateSwitch>)> {
+/// The apps of `app_config` that decoded, and the private gate switch.
+struct AppConfig {
+    apps: BTreeMap<String, App>,
+    /// The access rules of each app with a valid name whose settings
+    /// decoded, even when another field of the app is invalid.
+    access: BTreeMap<String, AccessRules>,
+    /// False when an app failed to decode and is missing from `apps`.
+    complete: bool,
+    /// `None` when `istio` failed to decode, `Some(None)` when it is absent.
+    switch: Option<Option<PrivateSwitch>>,
+}
+
+fn app_config(d: &mut Decoder, at: Cursor<'_>) -> Option<AppConfig> {
     let map = d.open_mapping(at)?;
     let mut apps = BTreeMap::new();
+    let mut access = BTreeMap::new();
     let mut switch = Some(None);
     let mut complete = true;
 
@@ -416,15 +486,23 @@ fn app_config(
         let name_ok = parse_app_name(&key.name)
             .map_err(|message| d.report_at(key.line, key.column, path.as_str(), message))
             .is_ok();
-        match app(d, path.cursor(node), &key.name) {
+        let (app, rules) = app(d, path.cursor(node), &key.name);
+        if let (Some(rules), true) = (rules, name_ok) {
+            access.insert(key.name.clone(), rules);
+        }
+        match app {
             Some(app) if name_ok => {
                 apps.insert(key.name.clone(), app);
             }
             _ => complete = false,
         }
     }
-    let switch = switch?;
-    complete.then_some((apps, switch))
+    Some(AppConfig {
+        apps,
+        access,
+        complete,
+        switch,
+    })
 }
 
 fn gateway_settings(d: &mut Decoder, at: Cursor<'_>) -> Option<PrivateSwitch> {
@@ -490,8 +568,13 @@ fn supported_regions(d: &mut Decoder, at: Cursor<'_>) -> Option<Vec<String>> {
     complete.then_some(regions)
 }
 
-fn app(d: &mut Decoder, at: Cursor<'_>, name: &str) -> Option<App> {
-    let map = d.mapping(at, &["enabled", "upstream", "settings", "timeouts"])?;
+/// Decodes one app. Its access rules are returned apart, when they decode,
+/// so that cross-reference checks can run on them even when another field
+/// of the app is invalid.
+fn app(d: &mut Decoder, at: Cursor<'_>, name: &str) -> (Option<App>, Option<AccessRules>) {
+    let Some(map) = d.mapping(at, &["enabled", "upstream", "settings", "timeouts"]) else {
+        return (None, None);
+    };
     let enabled = required(d, &map, "enabled").and_then(|(p, n)| d.boolean(p.cursor(n)));
     let upstream = match map.get("upstream") {
         Some((p, n)) => d.parse(p.cursor(n), parse_upstream).map(Some),
@@ -512,15 +595,22 @@ fn app(d: &mut Decoder, at: Cursor<'_>, name: &str) -> Option<App> {
         Some((p, n)) => app_timeouts(d, p.cursor(n)),
         None => Some(AppTimeouts::default()),
     };
-    let settings = settings?;
-    Some(App {
-        name: name.to_owned(),
-        enabled: enabled?,
-        upstream: upstream?,
-        allow_private_gateway: settings.allow_private_gateway,
-        access: settings.access,
-        timeouts: timeouts?,
-    })
+    let Some(settings) = settings else {
+        return (None, None);
+    };
+    let access = settings.access.clone();
+    let app = match (enabled, upstream, timeouts) {
+        (Some(enabled), Some(upstream), Some(timeouts)) => Some(App {
+            name: name.to_owned(),
+            enabled,
+            upstream,
+            allow_private_gateway: settings.allow_private_gateway,
+            access: settings.access,
+            timeouts,
+        }),
+        _ => None,
+    };
+    (app, Some(access))
 }
 
 fn app_timeouts(d: &mut Decoder, at: Cursor<'_>) -> Option<AppTimeouts> {
@@ -610,7 +700,7 @@ fn assemble_private(
             switch.line,
             switch.column,
             &switch.path,
-            "the private gateway is enabled but gateways.private is missing; \
+            "the private gate is enabled but gateways.private is missing; \
              add gateways.private.listen or set enabled: false",
         );
         return None;

@@ -62,6 +62,21 @@ pub fn unauthorized(error: AuthError) -> Response<Body> {
     response
 }
 
+/// Builds the 401 for a request whose two session cookies open to
+/// different sessions, so that neither counts. The response clears them.
+pub fn session_conflict() -> Response<Body> {
+    let mut response = json_error(
+        StatusCode::UNAUTHORIZED,
+        "unauthorized",
+        "the request carries two different session cookies of this gateway, so neither \
+         counts; this response clears them, so sign in again",
+    );
+    if let Ok(value) = HeaderValue::from_str(&format!("Bearer realm=\"{REALM}\"")) {
+        response.headers_mut().insert(WWW_AUTHENTICATE, value);
+    }
+    response
+}
+
 /// The page a browser gets when an app's access rules deny its user.
 const FORBIDDEN_PAGE: &str = "<!DOCTYPE html>\n<html lang=\"en\">\n<head><meta charset=\"utf-8\">\
 <title>Access denied</title></head>\n<body>\n<h1>Access denied</h1>\n\

@@ -21,7 +21,11 @@ type HttpsClient = Client<HttpsConnector<HttpConnector>, Empty<Bytes>>;
 
 /// Fetches `url` and parses the body as JSON.
 pub async fn get_json(url: &str) -> Result<serde_json::Value, String> {
-    let uri: http::Uri = url.parse().map_err(|_| format!("invalid URL {url:?}"))?;
+    // Messages show the URL without user info: a URL from a discovery
+    // document is not checked for credentials.
+    let shown = crate::redact::url_userinfo(url);
+    let uri: http::Uri = url.parse().map_err(|_| format!("invalid URL {shown:?}"))?;
+    let url = shown.as_ref();
     let client = client()?;
     let request = http::Request::get(uri)
         .header(http::header::ACCEPT, "application/json")

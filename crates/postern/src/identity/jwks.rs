@@ -137,7 +137,8 @@ impl KeyStore {
             .ok_or_else(|| format!("{url} has no jwks_uri"))?;
         if !(uri.starts_with("https://") || same_origin(uri, &self.config.issuer)) {
             return Err(format!(
-                "{url} names the jwks_uri {uri:?}, which is not https; set jwks_uri in the config"
+                "{url} names the jwks_uri {:?}, which is not https; set jwks_uri in the config",
+                crate::redact::url_userinfo(uri)
             ));
         }
         Ok(self.jwks_uri.get_or_init(|| uri.to_owned()).clone())

@@ -15,7 +15,9 @@ use crate::auth::{AuthError, Identity};
 use crate::http::Body;
 use crate::http::headers::{self, check_framing};
 use crate::http::negotiate::{accepts_html, is_browser_navigation};
-use crate::http::responses::{forbidden_by_access_rule, json_error, unauthorized};
+use crate::http::responses::{
+    forbidden_by_access_rule, json_error, session_conflict, unauthorized,
+};
 use crate::identity;
 use crate::policy::admission::Gate;
 use crate::routing::{Route, request_host};
@@ -64,6 +66,8 @@ enum DenialKind {
         message: Cow<'static, str>,
     },
     Unauthorized(AuthError),
+    /// Two different session cookies and no other credential.
+    SessionConflict,
     /// A browser navigation without a credential: a redirect to sign in.
     SignIn(String),
     AccessRule,
@@ -111,6 +115,7 @@ impl Denial {
         let mut response = match &self.kind {
             DenialKind::Error { code, message } => json_error(self.status, code, message),
             DenialKind::Unauthorized(error) => unauthorized(*error),
+            DenialKind::SessionConflict => session_conflict(),
             DenialKind::SignIn(location) => signin::found(location),
             DenialKind::AccessRule => forbidden_by_access_rule(accepts_html(parts)),
         };
@@ -395,6 +400,8 @@ async fn credential(
             format_args!("a browser navigation: redirected to {location}"),
         );
         (StatusCode::FOUND, DenialKind::SignIn(location))
+    } else if conflict && error == AuthError::Missing {
+        (StatusCode::UNAUTHORIZED, DenialKind::SessionConflict)
     } else {
         (StatusCode::UNAUTHORIZED, DenialKind::Unauthorized(error))
     };

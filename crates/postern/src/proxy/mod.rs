@@ -283,7 +283,9 @@ async fn decide(
         let mut response = json_error(
             StatusCode::FORBIDDEN,
             "admission_revoked",
-            "this connection is no longer admitted; reconnect",
+            "a config change revoked this connection's admission: its VPC endpoint, account or \
+             source network is no longer allowed, so reconnecting does not help; check the \
+             endpoints file, allowed_principals and vpc_cidrs",
         );
         // HTTP/2 has no Connection header; its streams just keep failing.
         if parts.version < http::Version::HTTP_2 {
@@ -308,7 +310,7 @@ async fn decide(
     record.host = facts.host;
     if let Some(route) = &facts.route {
         record.app = Some(route.app.clone());
-        record.metrics = Some(route.metrics(conn.gate).clone());
+        record.metrics = route.metrics(conn.gate).cloned();
     }
     if let Some(identity) = facts.identity {
         record.set_identity(&identity);

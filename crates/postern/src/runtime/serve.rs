@@ -52,8 +52,8 @@ pub fn load(vars: &Path) -> Result<(Config, crate::config::Endpoints), Problems>
     let config = match Config::load(vars) {
         Ok(config) => config,
         Err(mut problems) => {
-            if let Some(path) = crate::config::named_endpoints_file(vars)
-                && let Err(more) = crate::config::Endpoints::load(&path)
+            if let Some(file) = crate::config::named_endpoints_file(vars)
+                && let Err(more) = file.load(vars)
             {
                 problems.0.extend(more.0);
             }
@@ -62,6 +62,28 @@ pub fn load(vars: &Path) -> Result<(Config, crate::config::Endpoints), Problems>
     };
     let endpoints = load_endpoints(&config)?;
     Ok((config, endpoints))
+}
+
+/// Loads the vars file without reading any file it names, as
+/// `check --skip-files` does: no TLS file, secret file or endpoints file.
+/// [`Config::unread_files`] lists each of them.
+pub fn load_without_files(vars: &Path) -> Result<Config, Problems> {
+    let mut config = Config::load_without_files(vars)?;
+    if let Some(file) = config
+        .private
+        .as_ref()
+        .and_then(|p| p.endpoints_file.as_ref())
+    {
+        config.unread_files.push(crate::config::Problem {
+            file: config.source.clone(),
+            line: file.line,
+            column: file.column,
+            path: "privatelink.endpoints_file".to_owned(),
+            message: file.path.display().to_string(),
+        });
+        config.unread_files.sort_by_key(|p| (p.line, p.column));
+    }
+    Ok(config)
 }
 
 /// Selection of the gates a process serves. A Kubernetes deployment runs each gate in
@@ -284,17 +306,63 @@ fn bind_error(
 /// other process stopped.
 fn bind_fix(source: &std::io::Error, addr: SocketAddr, key: &str) -> String {
     match source.kind() {
-        std::io::ErrorKind::AddrNotAvailable => format!(
-            "{} is not an address of this host; set {key} to an address of one of its \
-             interfaces, or 0.0.0.0:{} for all of them",
-            addr.ip(),
-            addr.port()
-        ),
+        std::io::ErrorKind::AddrNotAvailable => unavailable_fix(addr, key, &host_ips()),
         std::io::ErrorKind::AddrInUse => {
             format!("another process listens on it; stop that process or change {key}")
         }
         _ => format!("change {key}"),
     }
+}
+
+/// Returns this host's interface addresses, or none when they cannot be
+/// listed.
+fn host_ips() -> Vec<std::net::IpAddr> {
+    match if_addrs::get_if_addrs() {
+        Ok(interfaces) => interfaces.iter().map(|i| i.ip()).collect(),
+        Err(_) => Vec::new(),
+    }
+}
+
+/// Builds the fix for a listen address that is not on this host, naming
+/// the host's addresses of the same IP version. The admin listener gets no
+/// 0.0.0.0 suggestion, because it would expose /metrics and the other admin
+/// endpoints, which need no credential, on every interface.
+fn unavailable_fix(addr: SocketAddr, key: &str, host_ips: &[std::net::IpAddr]) -> String {
+    let port = addr.port();
+    let mut same_version: Vec<_> = host_ips
+        .iter()
+        .filter(|ip| ip.is_ipv4() == addr.is_ipv4())
+        .collect();
+    // Loopback first, so the list reads the same on every host.
+    same_version.sort_by_key(|ip| !ip.is_loopback());
+    let mut ips: Vec<String> = Vec::new();
+    for ip in same_version {
+        let shown = SocketAddr::new(*ip, port).to_string();
+        if !ips.contains(&shown) {
+            ips.push(shown);
+        }
+    }
+    let listed = match ips.is_empty() {
+        true => String::new(),
+        false => format!(" (this host has {})", ips.join(", ")),
+    };
+    if key == "gateways.admin.listen" {
+        let loopback = match addr {
+            SocketAddr::V4(_) => "127.0.0.1",
+            SocketAddr::V6(_) => "[::1]",
+        };
+        return format!(
+            "{} is not an address of this host; set {key} to {loopback}:{port}, or to the pod \
+             IP when a scraper outside the pod reads /metrics{listed}; avoid 0.0.0.0, which \
+             exposes the admin endpoints on every interface",
+            addr.ip()
+        );
+    }
+    format!(
+        "{} is not an address of this host; set {key} to an address of this host{listed}, \
+         or 0.0.0.0:{port} for all of them",
+        addr.ip()
+    )
 }
 
 /// Resolves on the first SIGTERM or SIGINT.
@@ -305,5 +373,39 @@ pub async fn termination_signal() {
     tokio::select! {
         _ = term.recv() => tracing::info!(signal = "SIGTERM", "Signal received"),
         _ = int.recv() => tracing::info!(signal = "SIGINT", "Signal received"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::unavailable_fix;
+
+    #[test]
+    fn unavailable_fix_names_host_addresses() {
+        let host = [
+            "127.0.0.1".parse().unwrap(),
+            "10.0.0.5".parse().unwrap(),
+            "::1".parse().unwrap(),
+        ];
+        let addr = "192.0.2.1:9901".parse().unwrap();
+
+        assert_eq!(
+            unavailable_fix(addr, "gateways.admin.listen", &host),
+            "192.0.2.1 is not an address of this host; set gateways.admin.listen to \
+             127.0.0.1:9901, or to the pod IP when a scraper outside the pod reads /metrics \
+             (this host has 127.0.0.1:9901, 10.0.0.5:9901); avoid 0.0.0.0, which exposes the \
+             admin endpoints on every interface"
+        );
+        assert_eq!(
+            unavailable_fix(addr, "gateways.public.listen", &host),
+            "192.0.2.1 is not an address of this host; set gateways.public.listen to an \
+             address of this host (this host has 127.0.0.1:9901, 10.0.0.5:9901), or \
+             0.0.0.0:9901 for all of them"
+        );
+        assert_eq!(
+            unavailable_fix(addr, "gateways.public.listen", &[]),
+            "192.0.2.1 is not an address of this host; set gateways.public.listen to an \
+             address of this host, or 0.0.0.0:9901 for all of them"
+        );
     }
 }

@@ -152,18 +152,7 @@ pub fn load_endpoints(config: &Config) -> Result<Endpoints, Problems> {
     else {
         return Ok(Endpoints::default());
     };
-    Endpoints::load(&file.path).map_err(|mut problems| {
-        // A file that cannot be read is reported where the vars file names it.
-        for problem in &mut problems.0 {
-            if problem.line == 0 {
-                problem.file = config.source.clone();
-                problem.line = file.line;
-                problem.column = file.column;
-                problem.path = "privatelink.endpoints_file".into();
-            }
-        }
-        problems
-    })
+    file.load(&config.source)
 }
 
 /// Returns the endpoints file of a config, if any.

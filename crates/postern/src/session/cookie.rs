@@ -224,6 +224,9 @@ impl CookieCodec {
                 set.push(header_value(&cookie));
             }
         }
+        // The cluster-domain removal at `/` is also one of postern's own.
+        let mut seen = std::collections::HashSet::new();
+        set.retain(|value| seen.insert(value.clone()));
         set
     }
 

@@ -30,8 +30,8 @@ pub struct RedisStore {
     /// per request) while Redis is down. A failed connect is tried again by
     /// the next request.
     connection: OnceCell<ConnectionManager>,
-    /// The server's URL for log lines; the config rejects credentials in
-    /// it, so it contains no password.
+    /// The server's URL for log lines, without user info. The config
+    /// rejects credentials in it, and this masks any that get through.
     server_url: String,
 }
 
@@ -40,8 +40,9 @@ pub struct RedisStore {
 impl RedisStore {
     /// Reads the password and parses the URL; connects on first use.
     pub fn new(config: &RedisConfig) -> Result<Self, String> {
+        let server_url = crate::redact::url_userinfo(&config.url).into_owned();
         let mut info = redis::IntoConnectionInfo::into_connection_info(config.url.as_str())
-            .map_err(|e| format!("invalid Redis URL {:?}: {e}", config.url))?;
+            .map_err(|e| format!("invalid Redis URL {server_url:?}: {e}"))?;
         if let Some(source) = &config.password {
             let password = source.read()?;
             let settings = info
@@ -51,11 +52,11 @@ impl RedisStore {
             info = info.set_redis_settings(settings);
         }
         let client = redis::Client::open(info)
-            .map_err(|e| format!("invalid Redis URL {:?}: {e}", config.url))?;
+            .map_err(|e| format!("invalid Redis URL {server_url:?}: {e}"))?;
         Ok(RedisStore {
             client,
             connection: OnceCell::new(),
-            server_url: config.url.clone(),
+            server_url,
         })
     }
 

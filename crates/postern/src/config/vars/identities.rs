@@ -373,6 +373,9 @@ fn signing_key(d: &mut Decoder, at: Cursor<'_>, base: &Path) -> Option<SigningKe
     let id = required(d, &map, "id").and_then(|(p, n)| d.parse(p.cursor(n), parse_name));
     let (p, n) = required(d, &map, "private_key")?;
     let source = secret_source(d, p.cursor(n), base)?;
+    if secret_file_skipped(d, p.cursor(n), &source) {
+        return Some(SigningKey { id: id?, source });
+    }
     if let Err(message) = source
         .read()
         .and_then(|pem| crate::identity::signing::parse_private_key(&pem).map(|_| ()))
@@ -381,6 +384,15 @@ fn signing_key(d: &mut Decoder, at: Cursor<'_>, base: &Path) -> Option<SigningKe
         return None;
     }
     Some(SigningKey { id: id?, source })
+}
+
+/// Returns true, and records the file as unread, when `source` is a file
+/// and `check --skip-files` leaves files unread.
+pub(super) fn secret_file_skipped(d: &mut Decoder, at: Cursor<'_>, source: &SecretSource) -> bool {
+    match source {
+        SecretSource::File(path) => d.skips_file(at, path),
+        SecretSource::Env(_) | SecretSource::InsecureInline(_) => false,
+    }
 }
 
 /// Reads `{file: PATH}`, `{env: NAME}` or `{insecure_inline: VALUE}`.
@@ -521,8 +533,9 @@ pub(super) fn report_item(d: &mut Decoder, list: Cursor<'_>, i: usize, message: 
 /// local issuers), without query or fragment. Trailing slashes are kept:
 /// `iss` is compared byte for byte.
 pub(super) fn parse_url(text: &str) -> Result<String, String> {
+    let shown = crate::redact::url_userinfo(text);
     let invalid =
-        |why: &str| format!("invalid URL {text:?}: {why}; expected https://HOST[:PORT][/PATH]");
+        |why: &str| format!("invalid URL {shown:?}: {why}; expected https://HOST[:PORT][/PATH]");
     let uri: http::Uri = text.parse().map_err(|_| invalid("not a URL"))?;
     let host = uri.host().ok_or_else(|| invalid("missing host"))?;
     match uri.scheme_str() {
@@ -551,8 +564,9 @@ fn parse_audience(text: &str) -> Result<String, String> {
         Ok(text.to_owned())
     } else {
         Err(format!(
-            "invalid audience {text:?}; expected a string of printable characters without \
-             spaces, such as postern or https://api.example.com"
+            "invalid audience {:?}; expected a string of printable characters without \
+             spaces, such as postern or https://api.example.com",
+            crate::redact::url_userinfo(text)
         ))
     }
 }

@@ -277,7 +277,10 @@ fn private_app_without_private_gate_warns() {
     enabled: false
     settings:
       allow_private_gateway: true
-"
+identities:
+  machines: [{{name: ci, token_sha256: {}}}]
+",
+        "a".repeat(64)
     );
     let config = Config::from_text(Path::new("vars.yaml"), &text).unwrap();
     assert_eq!(
@@ -294,5 +297,153 @@ fn private_app_without_private_gate_warns() {
         "  private: {listen: 127.0.0.1:18081}\napp_config:\n  istio:\n    private_gateway: {enabled: true}\n",
     );
     let config = Config::from_text(Path::new("vars.yaml"), &enabled).unwrap();
+    assert!(config.warnings.is_empty(), "{:?}", config.warnings);
+}
+
+#[test]
+fn cross_references_checked_beside_bad_values() {
+    let text = format!(
+        "{HEAD}identities:
+  machines:
+    - name: build-bot
+      token_sha256: {}
+app_config:
+  web:
+    enabled: true
+    upstream: 127.0.0.1:28091
+    settings:
+      allowed_machines: [build-bott]
+",
+        "a".repeat(64)
+    );
+    assert_eq!(
+        shown(&problems(&text)),
+        [
+            "vars.yaml:11:15: app_config.web.upstream: invalid upstream \"127.0.0.1:28091\": \
+             the scheme is missing; write http://127.0.0.1:28091",
+            "vars.yaml:13:26: app_config.web.settings.allowed_machines[0]: unknown machine \
+             \"build-bott\": it is neither in identities.machines nor in identities.clients; \
+             for a bearer JWT from a trusted issuer write ISSUER:IDENTITY, such as \
+             dex:build-bott",
+        ]
+    );
+
+    // A reference into a section that failed to decode is not checked:
+    // with the machines list broken, build-bott is not called unknown.
+    let broken = text.replace("token_sha256: aaaa", "token_sha256: zzzz");
+    let found = shown(&problems(&broken));
+    assert_eq!(found.len(), 2, "{found:?}");
+    assert!(
+        found[0].contains("identities.machines[0].token_sha256"),
+        "{found:?}"
+    );
+    assert!(found[1].contains("app_config.web.upstream"), "{found:?}");
+}
+
+#[test]
+fn tab_after_scalar_placed_on_its_line() {
+    let text = format!(
+        "{HEAD}app_config:\n  web:\n    enabled: true\n\tupstream: http://127.0.0.1:28101\n"
+    );
+    assert_eq!(
+        shown(&problems(&text)),
+        [
+            "vars.yaml:7:1: invalid YAML: while scanning a plain scalar, found a tab; indent \
+          with spaces, because YAML does not allow tabs there"
+        ]
+    );
+
+    // A tab after spaces in the indentation is found at its column.
+    let text = text.replace("\tupstream", "    \tupstream");
+    assert_eq!(
+        shown(&problems(&text)),
+        [
+            "vars.yaml:7:5: invalid YAML: while scanning a plain scalar, found a tab; indent \
+          with spaces, because YAML does not allow tabs there"
+        ]
+    );
+}
+
+#[test]
+fn near_misses_get_corrected_value() {
+    let text = "\
+cluster: {hostname: \"https://mycorp.test\", region: us-east-1}
+gateways:
+  public: {listen: \"localhost:28081\"}
+app_config:
+  Wiki:
+    enabled: true
+    upstream: http://127.0.0.1:28101
+";
+    assert_eq!(
+        shown(&problems(text)),
+        [
+            "vars.yaml:1:21: cluster.hostname: invalid hostname \"https://mycorp.test\": write \
+             the host name alone, mycorp.test, without a scheme, port or path",
+            "vars.yaml:3:20: gateways.public.listen: invalid listen address \
+             \"localhost:28081\": a listen address is an IP address, not a host name; write \
+             127.0.0.1:28081",
+            "vars.yaml:5:3: app_config.Wiki: invalid name \"Wiki\": a DNS label is lowercase; \
+             write wiki",
+        ]
+    );
+
+    let text = format!("{HEAD}app_config:\n  istio:\n    private_gateway: {{enabled: true}}\n");
+    assert_eq!(
+        shown(&problems(&text)),
+        [
+            "vars.yaml:6:22: app_config.istio.private_gateway: the private gate is enabled but \
+             gateways.private is missing; add gateways.private.listen or set enabled: false"
+        ]
+    );
+}
+
+#[test]
+fn risky_settings_warned() {
+    let text = "\
+cluster: {hostname: example.test, region: us-east-1}
+gateways:
+  public:
+    listen: 127.0.0.1:18080
+    proxy_protocol: {trusted_sources: [10.0.0.0/8, \"::/0\"]}
+    forwarded_headers: {trusted_sources: [0.0.0.0/0]}
+app_config:
+  off:
+    enabled: false
+  web:
+    enabled: true
+    upstream: http://127.0.0.1:3000
+    timeouts: {response_headers: 30s, total: 10s}
+";
+    let config = Config::from_text(Path::new("vars.yaml"), text).unwrap();
+    assert_eq!(
+        shown(&config.warnings),
+        [
+            "vars.yaml:5:52: gateways.public.proxy_protocol.trusted_sources[1]: ::/0 trusts \
+             every client, so any client can send a PROXY header and claim any source address \
+             or VPC endpoint; list only the networks of your load balancers or proxies",
+            "vars.yaml:6:43: gateways.public.forwarded_headers.trusted_sources[0]: 0.0.0.0/0 \
+             trusts every client, so any client can set X-Forwarded-For and X-Request-Id and \
+             spoof its address in the access log and to apps; list only the networks of your \
+             load balancers or proxies",
+            "vars.yaml:10:3: app_config.web: no identities are configured (identities.machines, \
+             clients, jwt_issuers, signing, providers and users are all empty), so the public \
+             gate denies every request to web and every other enabled app; add one, such as a \
+             machine from `postern token new NAME`",
+            "vars.yaml:13:46: app_config.web.timeouts.total: total (10s) is shorter than \
+             response_headers (30s), so the response_headers timeout never fires; raise \
+             total, or lower response_headers below it",
+        ]
+    );
+
+    // With an identity, a narrow trust list and a longer total: no warning.
+    let calm = format!(
+        "{}identities:\n  machines: [{{name: ci, token_sha256: {}}}]\n",
+        text.replace("\"::/0\"", "\"fd00::/8\"")
+            .replace("0.0.0.0/0", "10.1.0.0/16")
+            .replace("total: 10s", "total: 60s"),
+        "a".repeat(64)
+    );
+    let config = Config::from_text(Path::new("vars.yaml"), &calm).unwrap();
     assert!(config.warnings.is_empty(), "{:?}", config.warnings);
 }

@@ -25,9 +25,10 @@ pub(super) fn redis(d: &mut Decoder, at: Cursor<'_>, base: &Path) -> Option<Redi
 /// credentials: the password is a secret of its own, and a vars file is
 /// kept in Git.
 fn parse_redis_url(text: &str) -> Result<String, String> {
+    let shown = crate::redact::url_userinfo(text);
     let invalid = |why: &str| {
         format!(
-            "invalid Redis URL {text:?}: {why}; expected redis://HOST[:PORT][/DB] or rediss://..."
+            "invalid Redis URL {shown:?}: {why}; expected redis://HOST[:PORT][/DB] or rediss://..."
         )
     };
     let uri: http::Uri = text.parse().map_err(|_| invalid("not a URL"))?;

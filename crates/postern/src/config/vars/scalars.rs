@@ -11,6 +11,17 @@ pub(super) fn parse_hostname(text: &str) -> Result<String, String> {
     let host = text.trim_end_matches('.').to_ascii_lowercase();
     let labels_ok = host.split('.').all(|l| parse_app_name(l).is_ok());
     if host.is_empty() || host.len() > 253 || !labels_ok || !host.contains('.') {
+        // A URL pasted here gets its host as the fix, when that is valid.
+        let bare = text
+            .split_once("://")
+            .map(|(_, rest)| rest.split(['/', ':']).next().unwrap_or(rest));
+        if let Some(bare) = bare.filter(|b| *b != text && parse_hostname(b).is_ok()) {
+            return Err(format!(
+                "invalid hostname {:?}: write the host name alone, {bare}, without a scheme, \
+                 port or path",
+                crate::redact::url_userinfo(text)
+            ));
+        }
         return Err(format!(
             "invalid hostname {text:?}; expected a DNS name such as ml.example.com"
         ));
@@ -68,13 +79,18 @@ pub(super) fn parse_app_name(text: &str) -> Result<(), String> {
             .bytes()
             .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
     if ok {
-        Ok(())
-    } else {
-        Err(format!(
-            "invalid name {text:?}; expected a DNS label: lowercase letters, digits and '-', \
-             at most 63 characters"
-        ))
+        return Ok(());
     }
+    let lowercase = text.to_ascii_lowercase();
+    if lowercase != text && parse_app_name(&lowercase).is_ok() {
+        return Err(format!(
+            "invalid name {text:?}: a DNS label is lowercase; write {lowercase}"
+        ));
+    }
+    Err(format!(
+        "invalid name {text:?}; expected a DNS label: lowercase letters, digits and '-', at \
+         most 63 characters"
+    ))
 }
 
 pub(super) fn parse_name(text: &str) -> Result<String, String> {
@@ -141,6 +157,12 @@ pub(super) fn parse_listen(text: &str) -> Result<SocketAddr, String> {
              0.0.0.0:{port} for every address"
         ));
     }
+    if ip.eq_ignore_ascii_case("localhost") && port_is_number {
+        return Err(format!(
+            "invalid listen address {text:?}: a listen address is an IP address, not a host \
+             name; write 127.0.0.1:{port}"
+        ));
+    }
     Err(format!("invalid listen address {text:?}; {expected}"))
 }
 
@@ -158,9 +180,10 @@ pub(super) fn parse_sha256_hex(text: &str) -> Result<[u8; 32], String> {
 }
 
 pub(super) fn parse_upstream(text: &str) -> Result<Upstream, String> {
+    let shown = crate::redact::url_userinfo(text);
     let invalid = |why: &str| {
         format!(
-            "invalid upstream {text:?}: {why}; expected http://HOST:PORT such as http://litellm.litellm.svc:4000"
+            "invalid upstream {shown:?}: {why}; expected http://HOST:PORT such as http://litellm.litellm.svc:4000"
         )
     };
     let uri: http::Uri = text.parse().map_err(|_| invalid("not a URL"))?;
@@ -168,7 +191,7 @@ pub(super) fn parse_upstream(text: &str) -> Result<Upstream, String> {
         Some("http") => {}
         None if uri.authority().is_some() => {
             return Err(format!(
-                "invalid upstream {text:?}: the scheme is missing; write http://{text}"
+                "invalid upstream {shown:?}: the scheme is missing; write http://{shown}"
             ));
         }
         None => return Err(invalid("the scheme and host are missing")),

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use super::super::decode::{Cursor, Decoder, Mapping, index};
 use super::super::tree::{Node, Value};
-use super::{App, parse_name};
+use super::parse_name;
 use crate::config::Machine;
 use crate::config::identity::IdentityConfig;
 use crate::policy::access::{AccessRules, MachineRule};
@@ -83,12 +83,12 @@ fn rule_list(
 /// issuer, so a misspelt name fails here instead of denying at run time.
 pub(super) fn check_machine_rules(
     d: &mut Decoder,
-    apps: &BTreeMap<String, App>,
+    apps: &BTreeMap<String, AccessRules>,
     machines: &[Machine],
     identity: &IdentityConfig,
     app_config: Option<&Node>,
 ) {
-    for (name, app) in apps {
+    for (name, access) in apps {
         let nodes = app_config
             .and_then(|n| n.get(name))
             .and_then(|n| n.get("settings"))
@@ -96,7 +96,7 @@ pub(super) fn check_machine_rules(
         let Some(Value::Sequence(nodes)) = nodes.map(|n| &n.value) else {
             continue;
         };
-        for (i, (rule, node)) in app.access.machines.iter().zip(nodes).enumerate() {
+        for (i, (rule, node)) in access.machines.iter().zip(nodes).enumerate() {
             let problem = match rule {
                 MachineRule::Provisioned(machine) => {
                     let known = machines.iter().any(|m| *m.name == **machine)
@@ -134,7 +134,7 @@ pub(super) fn check_machine_rules(
 /// gateway credential for other apps.
 pub(super) fn check_signing_audience(
     d: &mut Decoder,
-    apps: &BTreeMap<String, App>,
+    apps: &BTreeMap<String, AccessRules>,
     identity: &IdentityConfig,
     hostname: &str,
     identities: Option<&Node>,

@@ -5,7 +5,9 @@ use std::path::Path;
 
 use super::super::decode::{Cursor, Decoder};
 use super::super::identity::*;
-use super::identities::{parse_claim_name, parse_url, report_item, secret_source};
+use super::identities::{
+    parse_claim_name, parse_url, report_item, secret_file_skipped, secret_source,
+};
 use super::{parse_name, required};
 
 pub(super) fn sessions(
@@ -51,6 +53,9 @@ pub(super) fn sessions(
 
 fn session_key(d: &mut Decoder, at: Cursor<'_>, base: &Path) -> Option<SecretSource> {
     let source = secret_source(d, at, base)?;
+    if secret_file_skipped(d, at, &source) {
+        return Some(source);
+    }
     if let Err(message) = source
         .read()
         .and_then(|s| crate::session::cookie::check_key(&s))
@@ -94,6 +99,9 @@ fn provider(d: &mut Decoder, at: Cursor<'_>, base: &Path) -> Option<ProviderConf
     let client_id = required(d, &map, "client_id").and_then(|(p, n)| d.string(p.cursor(n)));
     let client_secret = required(d, &map, "client_secret").and_then(|(p, n)| {
         let source = secret_source(d, p.cursor(n), base)?;
+        if secret_file_skipped(d, p.cursor(n), &source) {
+            return Some(source);
+        }
         if let Err(message) = source.read() {
             d.report(p.cursor(n), message);
             return None;
