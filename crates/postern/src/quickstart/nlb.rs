@@ -65,7 +65,14 @@ pub async fn serve(listener: TcpListener, balancer: Balancer) {
             let outcome = relay(client, client_addr, &balancer).await;
             let closed_unanswered = match &outcome {
                 Ok((sent, received)) => *sent > 0 && *received == 0,
-                Err(error) => error.kind() == std::io::ErrorKind::ConnectionReset,
+                // A gate that closes at once can also make the write of the
+                // PROXY header or of the request fail.
+                Err(error) => matches!(
+                    error.kind(),
+                    std::io::ErrorKind::ConnectionReset
+                        | std::io::ErrorKind::BrokenPipe
+                        | std::io::ErrorKind::ConnectionAborted
+                ),
             };
             if closed_unanswered {
                 tracing::warn!(
