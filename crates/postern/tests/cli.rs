@@ -1114,3 +1114,20 @@ fn relay_and_workers_errors_named() {
         "{stderr}"
     );
 }
+
+#[test]
+fn check_names_non_utf8_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("latin1.yaml");
+    std::fs::write(&path, b"cluster:\n  hostname: caf\xe9.test\n").unwrap();
+
+    let output = postern(&["check", path.to_str().unwrap()]);
+
+    assert_eq!(output.status.code(), Some(1));
+    let stderr = text(&output.stderr);
+    let expected = format!(
+        "{}: the file is not UTF-8 text; save it as UTF-8",
+        path.display()
+    );
+    assert!(stderr.contains(&expected), "{stderr}");
+}

@@ -362,6 +362,19 @@ impl Decoder {
                 self.report(at, format!("{n} is out of range; expected {min} to {max}"));
                 None
             }
+            // YAML reads a number too large for an integer as a float.
+            Value::Float(f) if f.fract() == 0.0 && !(min as f64..=max as f64).contains(f) => {
+                self.report(at, format!("{f} is out of range; expected {min} to {max}"));
+                None
+            }
+            Value::Float(f) if f.fract() == 0.0 => {
+                let whole = *f as i128;
+                self.report(
+                    at,
+                    format!("expected a whole number, found {f:?}; write {whole}"),
+                );
+                None
+            }
             _ => {
                 self.report(
                     at,

@@ -239,7 +239,12 @@ fn read_text(path: &Path) -> Result<String, Problems> {
             line: 0,
             column: 0,
             path: String::new(),
-            message: format!("cannot read the file: {e}; check the path"),
+            message: match e.kind() {
+                std::io::ErrorKind::InvalidData => {
+                    "the file is not UTF-8 text; save it as UTF-8".to_owned()
+                }
+                _ => format!("cannot read the file: {e}; check the path"),
+            },
         }])
     })
 }

@@ -355,17 +355,27 @@ fn gateways(d: &mut Decoder, at: Cursor<'_>, base: &Path, tls_check: TlsCheck) -
 /// Reads a listen address. A bare port, which YAML reads as a number, gets
 /// a message that shows the `IP:PORT` form with that port.
 fn listen(d: &mut Decoder, at: Cursor<'_>) -> Option<SocketAddr> {
-    if let tree::Value::Integer(port) = at.node.value {
-        d.report(
-            at,
-            format!(
-                "expected IP:PORT, found the number {port}; write an address and port such \
-                 as 127.0.0.1:{port} or 0.0.0.0:{port}"
-            ),
-        );
-        return None;
-    }
-    d.parse(at, parse_listen)
+    let number = match at.node.value {
+        tree::Value::Integer(port) => Some(port),
+        tree::Value::Float(port) if port.fract() == 0.0 => Some(port as i128),
+        _ => None,
+    };
+    let Some(port) = number else {
+        return d.parse(at, parse_listen);
+    };
+    let message = if (0..=65535).contains(&port) {
+        format!(
+            "expected IP:PORT, found the number {port}; write an address and port such \
+             as 127.0.0.1:{port} or 0.0.0.0:{port}"
+        )
+    } else {
+        format!(
+            "expected IP:PORT, found the number {port}, which is not a port either; write \
+             an address and a port from 0 to 65535, such as 127.0.0.1:8080"
+        )
+    };
+    d.report(at, message);
+    None
 }
 
 fn gate(d: &mut Decoder, at: Cursor<'_>, base: &Path, tls_check: TlsCheck) -> Option<GateConfig> {

@@ -53,6 +53,7 @@ fn region_form_checked() {
         "eur-west-1",
         "us-east-1 ",
         "us-iso-east-1",
+        "eu-gov-west-1",
     ] {
         let message = parse_region(bad).unwrap_err();
         assert!(message.contains(&format!("{bad:?}")), "{message}");
@@ -166,6 +167,36 @@ app_config: {}
             "vars.yaml:8:13: gateways.admin.listen: invalid listen address \":9901\": the IP \
              address is missing; expected IP:PORT such as 0.0.0.0:8443, or 0.0.0.0:9901 for \
              every address",
+        ]
+    );
+}
+
+#[test]
+fn numbers_that_are_not_ports_named() {
+    let text = "\
+cluster: {hostname: example.test, region: us-east-1}
+gateways:
+  public:
+    listen: -1
+  private:
+    listen: 8443.0
+limits:
+  max_connections: 100000000000000000000
+  max_header_bytes: 8192.0
+app_config: {}
+";
+    assert_eq!(
+        shown(&problems(text)),
+        [
+            "vars.yaml:4:13: gateways.public.listen: expected IP:PORT, found the number -1, \
+             which is not a port either; write an address and a port from 0 to 65535, such as \
+             127.0.0.1:8080",
+            "vars.yaml:6:13: gateways.private.listen: expected IP:PORT, found the number \
+             8443; write an address and port such as 127.0.0.1:8443 or 0.0.0.0:8443",
+            "vars.yaml:8:20: limits.max_connections: 100000000000000000000 is out of range; \
+             expected 1 to 10000000",
+            "vars.yaml:9:21: limits.max_header_bytes: expected a whole number, found 8192.0; \
+             write 8192",
         ]
     );
 }

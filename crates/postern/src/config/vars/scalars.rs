@@ -50,7 +50,8 @@ pub(super) fn parse_region(text: &str) -> Result<String, String> {
     let parts: Vec<&str> = text.split('-').collect();
     let (area, direction, number) = match parts.as_slice() {
         [area, direction, number] => (*area, *direction, *number),
-        [area, "gov", direction, number] => (*area, *direction, *number),
+        // GovCloud regions exist only in the US.
+        ["us", "gov", direction, number] => ("us", *direction, *number),
         _ => ("", "", ""),
     };
     let ok = area.len() == 2
