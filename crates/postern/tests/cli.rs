@@ -474,7 +474,7 @@ fn reconcile_missing_binary_names_paths() {
 }
 
 /// Runs a binary that this test process has just written. Another test
-/// thread that forks in the meantime holds the copy's write descriptor
+/// thread that forks in the meantime keeps the copy's write descriptor open
 /// until its child execs, and running the copy then fails with "text file
 /// busy" (ETXTBSY). That lasts microseconds, so a few retries suffice.
 fn run_fresh_copy(command: &mut std::process::Command) -> std::process::Output {

@@ -66,7 +66,7 @@ async fn max_connections_refuses_extra() {
 }
 
 /// The kernel hashes each new connection to one worker's socket. The
-/// workers hand connections to each other so that each holds nearly the same
+/// workers hand connections to each other so that each has nearly the same
 /// number, and a handed-over connection is served like any other.
 #[tokio::test]
 async fn connections_spread_evenly_over_workers() {

@@ -469,9 +469,9 @@ impl Decoder {
 /// Finds the tab that a YAML error at the 1-based `line` is about, and
 /// returns its line and column. The parser's mark can sit at the end of
 /// the line before the tab (as for "while scanning a plain scalar, found a
-/// tab"), so the tab is looked for in the indentation of the mark's line
-/// and the next one, and, when the parser's message names a tab
-/// (`names_tab`), anywhere from the mark's line on. An error without a
+/// tab"). So the tab is looked for in the indentation of the mark's line
+/// and the next one. When the parser's message names a tab (`names_tab`),
+/// it is looked for anywhere from the mark's line on. An error without a
 /// line (0) is searched from the first line.
 fn find_tab(text: &str, line: u64, names_tab: bool) -> Option<(u64, u64)> {
     let first = line.max(1) as usize - 1;

@@ -202,10 +202,10 @@ impl<B, F: FnOnce(u64, BodyEnd)> ResponseBody<B, F> {
         }
     }
 
-    /// Takes the first [`PIECE`] bytes of `data` when the body has a send
-    /// clock, and keeps the rest for the next polls.
+    /// Takes the first [`PIECE`] bytes of `data`, and keeps the rest for the
+    /// next polls.
     fn piece_of(&mut self, mut data: Bytes) -> Bytes {
-        if self.clock.is_none() || data.len() <= PIECE {
+        if data.len() <= PIECE {
             return data;
         }
         let piece = data.split_to(PIECE);
@@ -238,7 +238,8 @@ where
         match polled {
             Poll::Ready(Some(Ok(frame))) => {
                 let frame = match frame.into_data() {
-                    Ok(data) => Frame::data(this.piece_of(data)),
+                    Ok(data) if this.clock.is_some() => Frame::data(this.piece_of(data)),
+                    Ok(data) => Frame::data(data),
                     Err(frame) => frame,
                 };
                 if let Some(data) = frame.data_ref() {

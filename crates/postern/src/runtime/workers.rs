@@ -1,12 +1,12 @@
 //! Worker threads: one single-threaded tokio runtime per CPU.
 //!
-//! Each worker accepts on its own listening socket (`SO_REUSEPORT`, so the
-//! kernel spreads new connections over the workers; `server::balance` evens
-//! out what the kernel's hash leaves uneven) and serves its connections
-//! from start to end on its own thread, with its own upstream
-//! connection pools (see [`crate::routing::Route::client`]). A request and
-//! the upstream exchange it causes then wake tasks on one thread only: no
-//! cross-thread wakeups, no work stealing. nginx and Envoy are built the same
+//! Each worker accepts on its own listening socket with `SO_REUSEPORT`, so
+//! the kernel spreads new connections over the workers, and
+//! `server::balance` evens out what the kernel's hash leaves uneven. A
+//! worker serves its connections from start to end on its own thread, with
+//! its own upstream connection pools (see [`crate::routing::Route::client`]).
+//! A request and the upstream exchange it causes then wake tasks on one
+//! thread only: no cross-thread wakeups, no work stealing. nginx and Envoy are built the same
 //! way. BENCHMARKS.md records the CPU per request this saves over tokio's
 //! work-stealing runtime.
 //!

@@ -233,7 +233,7 @@ fn hand_over(
     let _ = balance.hand_over(handoff);
 }
 
-/// What a worker needs to start serving a connection on one gate.
+/// The state a worker needs to start serving a connection on one gate.
 struct Serving {
     gate: Gate,
     state: Arc<State>,

@@ -357,7 +357,7 @@ impl Gateway {
             .arg("serve")
             .arg("--config")
             .arg(dir.path().join("vars.yaml"))
-            // One worker unless the test asks for more, so that every
+            // One worker unless the test sets more, so that every
             // connection shares one upstream pool and tests of pooling do
             // not depend on which worker serves a connection. The
             // quickstart and end-to-end tests run the default of one worker
